@@ -1,0 +1,204 @@
+"""The control plane under /_fakeshift/: health, readiness, reset, scenarios, account state,
+seeding, settings and the virtual clock. Not part of Blueshift's API."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request
+
+from .clock import parse_iso
+from .emulator import Emulator
+from .errors import InvalidField
+from .http import answer
+from .parsing import flag, json_object, only_fields
+from .scenario import Scenario, ScenarioError, check_account_fragment, parse_duration, seed_account
+
+bp = Blueprint("admin", __name__, url_prefix="/_fakeshift")
+# Probes must work without the admin token (container health checks have no secrets).
+OPEN_ENDPOINTS = frozenset({"admin.health", "admin.ready"})
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def _emulator() -> Emulator:
+    return current_app.extensions["fakeshift"]
+
+
+def _body(allowed=None) -> dict:
+    raw = request.get_data(cache=True)
+    body = json_object(raw, request.mimetype) if raw.strip() else {}
+    if allowed is not None:
+        only_fields(body, allowed)
+    return body
+
+
+def _duration(value, name: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InvalidField(name, str(exc)) from exc
+
+
+@bp.get("/health")
+def health():
+    return answer({"status": "ok", "internal_errors": _emulator().internal_errors})
+
+
+@bp.get("/ready")
+def ready():
+    is_ready = _emulator().ready.is_set()
+    return answer({"ready": is_ready}, status=200 if is_ready else 503)
+
+
+# ---- scenario and reset ------------------------------------------------------------------------
+
+@bp.post("/reset")
+def reset():
+    to = request.args.get("to") or _body(("to",)).get("to", "scenario")
+    if to not in ("scenario", "empty"):
+        raise InvalidField("to", "must be scenario or empty")
+    _emulator().reset(to)
+    return answer({"status": "ok", "reset_to": to})
+
+
+@bp.get("/scenario")
+def get_scenario():
+    scenario = _emulator().scenario
+    if scenario is None:
+        return answer({"source": None, "scenario": None})
+    return answer({"source": scenario.source, "scenario": scenario.document})
+
+
+@bp.put("/scenario")
+def load_scenario():
+    """Replace all state with the scenario in the body (YAML or JSON); resets go back to it."""
+    raw = request.get_data(cache=True)
+    try:
+        if request.mimetype in _YAML_TYPES:
+            text = raw.decode("utf-8")
+            scenario = Scenario.from_text(text, "request body")
+        else:
+            scenario = Scenario.from_document(json_object(raw, request.mimetype), "request body")
+    except UnicodeDecodeError as exc:
+        raise InvalidField("body", "is not valid UTF-8") from exc
+    except ScenarioError as exc:
+        raise InvalidField("scenario", str(exc)) from exc
+    _emulator().load(scenario)
+    return answer({"status": "ok", "accounts": _emulator().store.account_names()})
+
+
+# ---- server settings ---------------------------------------------------------------------------
+
+@bp.get("/settings")
+def get_settings():
+    return answer(vars(_emulator().store.settings))
+
+
+@bp.put("/settings")
+def put_settings():
+    body = _body(("deletion_delay", "group_delete_users_default"))
+    settings = _emulator().store.settings
+    with _emulator().store.exclusive():
+        if "deletion_delay" in body:
+            settings.deletion_delay = _duration(body["deletion_delay"], "deletion_delay")
+        if "group_delete_users_default" in body:
+            value = flag(body["group_delete_users_default"], "group_delete_users_default")
+            if value is None:
+                raise InvalidField("group_delete_users_default", "must be true or false")
+            settings.group_delete_users_default = value
+    return answer(vars(settings))
+
+
+# ---- accounts ----------------------------------------------------------------------------------
+
+@bp.get("/accounts")
+def list_accounts():
+    store = _emulator().store
+    accounts = []
+    for name in store.account_names():
+        with store.open(name) as (account, _now):
+            accounts.append({"account": name, "uuid": account.uuid, "stats": account.stats()})
+    return answer({"accounts": accounts})
+
+
+@bp.get("/accounts/<name>")
+def account_state(name: str):
+    with _emulator().store.open(name, create=False) as (account, _now):
+        return answer(account.state())
+
+
+@bp.delete("/accounts/<name>")
+def drop_account(name: str):
+    return answer({"status": "ok", "dropped": _emulator().store.drop_account(name)})
+
+
+@bp.put("/accounts/<name>/settings")
+def account_settings(name: str):
+    body = _body(("deletion_delay",))
+    with _emulator().store.open(name) as (account, _now):
+        value = body.get("deletion_delay")
+        account.deletion_delay = None if value is None else _duration(value, "deletion_delay")
+        return answer(account.state()["settings"])
+
+
+@bp.post("/accounts/<name>/seed")
+def seed(name: str):
+    """Seed profiles (duplicates included), generated profiles, suppressions, lists and groups,
+    in the format of one `accounts[]` entry of a scenario file."""
+    fragment = {**_body(), "key": name}
+    try:
+        check_account_fragment(fragment, "request body")
+        with _emulator().store.open(name) as (account, now):
+            created = seed_account(account, now, fragment, "request body")
+    except ScenarioError as exc:
+        raise InvalidField("seed", str(exc)) from exc
+    return answer({"status": "ok", **created})
+
+
+# ---- the virtual clock -------------------------------------------------------------------------
+
+@bp.get("/clock")
+def clock():
+    return answer(_emulator().clock.snapshot())
+
+
+@bp.post("/clock/freeze")
+def freeze():
+    at = _body(("at",)).get("at")
+    _emulator().clock.freeze(_moment(at, "at") if at is not None else None)
+    return answer(_emulator().clock.snapshot())
+
+
+@bp.post("/clock/unfreeze")
+def unfreeze():
+    _body(())
+    _emulator().clock.unfreeze()
+    return answer(_emulator().clock.snapshot())
+
+
+@bp.post("/clock/set")
+def set_clock():
+    body = _body(("now",))
+    if "now" not in body:
+        raise InvalidField("now", "can't be blank")
+    _emulator().clock.set(_moment(body["now"], "now"))
+    return answer(_emulator().clock.snapshot())
+
+
+@bp.post("/clock/advance")
+def advance():
+    body = _body(("seconds", "by"))
+    if ("seconds" in body) == ("by" in body):
+        raise InvalidField("seconds", "give exactly one of seconds (a number) or by (e.g. \"2h\")")
+    step = body.get("seconds", body.get("by"))
+    if "seconds" in body and (isinstance(step, bool) or not isinstance(step, (int, float))):
+        raise InvalidField("seconds", "must be a number")
+    _emulator().clock.advance(_duration(step, "by" if "by" in body else "seconds"))
+    return answer(_emulator().clock.snapshot())
+
+
+def _moment(value, name: str):
+    if not isinstance(value, str):
+        raise InvalidField(name, "must be an ISO 8601 date-time string")
+    try:
+        return parse_iso(value)
+    except ValueError as exc:
+        raise InvalidField(name, f"is not an ISO 8601 date-time: {exc}") from exc

@@ -1,0 +1,212 @@
+"""The emulated Blueshift endpoints: parse the request, call the domain, shape Blueshift's answer.
+
+Authentication, faults, the journal and contract checks wrap these handlers from outside (see
+`app.create_app`); nothing here knows about them.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, request
+
+from .clock import iso
+from .errors import InvalidField, NotFound, TooLarge
+from .http import answer
+from .models import BULK_CAP, IDENTIFIER_KINDS, RESERVED_FIELDS, TRACKING_KINDS
+from .parsing import flag, identifiers, json_object, only_fields, string_field
+
+bp = Blueprint("blueshift", __name__, url_prefix="/api/v1")
+
+OK = {"status": "ok"}
+_LIST_FIELDS = ("identifier_key", "identifier_value")
+
+
+def _body() -> dict:
+    return json_object(request.get_data(cache=True), request.mimetype)
+
+
+def _account():
+    """The caller's account, locked and brought up to date with the clock."""
+    return current_app.extensions["fakeshift"].store.open(g.api_key.account)
+
+
+def _required_identifiers(body: dict, kinds=IDENTIFIER_KINDS, required=IDENTIFIER_KINDS) -> dict:
+    found = identifiers(body, kinds)
+    if not any(kind in found for kind in required):
+        raise InvalidField("identifier", f"at least one of {', '.join(required)} is required")
+    return found
+
+
+def _customer_fields(body: dict) -> tuple[dict, dict, str | None]:
+    """Split an identify body into identifiers, free attributes and an optional uuid."""
+    found = identifiers(body, IDENTIFIER_KINDS)
+    profile_uuid = string_field(body, "uuid")
+    if not found and profile_uuid is None:
+        raise InvalidField("identifier", "at least one of email, customer_id, cookie, "
+                                         "device_id or uuid is required")
+    for name in body:
+        if name in RESERVED_FIELDS and name != "uuid":
+            raise InvalidField(name, "is set by Blueshift and cannot be written")
+    attributes = {k: v for k, v in body.items() if k not in IDENTIFIER_KINDS and k != "uuid"}
+    return found, attributes, profile_uuid
+
+
+# ---- the five emulated endpoints ---------------------------------------------------------------
+
+@bp.post("/customers/forget")
+def forget():
+    body = _body()
+    only_fields(body, IDENTIFIER_KINDS)
+    ids = _required_identifiers(body)
+    with _account() as (account, now):
+        forgotten = account.forget(now, ids)
+    # Blueshift documents both {"status": "ok"} and {"customer": {...}}; answer both at once.
+    return answer({**OK, "customer": {"is_forgotten": True, "forgotten_at": iso(now)}},
+                  headers={"X-Fakeshift-Forgotten": str(len(forgotten))})
+
+
+@bp.post("/customers/delete")
+def delete_customer():
+    body = _body()
+    only_fields(body, (*IDENTIFIER_KINDS, "delete_all_matching_customers"))
+    ids = _required_identifiers(body)
+    # Blueshift's spec puts the flag in the query, its reference page in the body: take either.
+    in_query = flag(request.args.get("delete_all_matching_customers"),
+                    "delete_all_matching_customers")
+    in_body = flag(body.get("delete_all_matching_customers"), "delete_all_matching_customers")
+    with _account() as (account, now):
+        scheduled = account.delete(now, ids, bool(in_query or in_body))
+    return answer(OK, headers={"X-Fakeshift-Scheduled": str(len(scheduled))})
+
+
+@bp.post("/customers/unforget")
+def unforget():
+    body = _body()
+    only_fields(body, IDENTIFIER_KINDS)
+    ids = _required_identifiers(body, required=TRACKING_KINDS)
+    with _account() as (account, _now):
+        lifted = account.unforget(ids)
+    return answer(OK, headers={"X-Fakeshift-Unsuppressed": str(lifted)})
+
+
+@bp.delete("/customer_group/<group_id>")
+def delete_group(group_id: str):
+    delete_users = flag(request.args.get("delete_users"), "delete_users")
+    with _account() as (account, now):
+        group, scheduled = account.delete_group(now, group_id, delete_users)
+    return answer({"group": group, "_bsft_delete_status": "success"},
+                  headers={"X-Fakeshift-Scheduled": str(scheduled)})
+
+
+@bp.put("/custom_user_lists/remove_user_from_list/<int:list_id>")
+def remove_user_from_list(list_id: int):
+    key, value = _list_identifier(_body())
+    with _account() as (account, now):
+        removed = account.remove_from_list(now, list_id, key, value)
+    return answer(OK, headers={"X-Fakeshift-Removed": str(removed)})
+
+
+# ---- neighbouring endpoints a client needs to seed state ---------------------------------------
+
+@bp.post("/customers")
+def identify():
+    found, attributes, profile_uuid = _customer_fields(_body())
+    with _account() as (account, now):
+        profile = account.identify(now, found, attributes, profile_uuid)
+        if profile is None:
+            return answer(OK, headers={"X-Fakeshift-Suppressed": "true"})
+        return answer({"customer": profile.to_dict()})
+
+
+@bp.post("/customers/bulk")
+def bulk_identify():
+    body = _body()
+    only_fields(body, ("customers",))
+    customers = body.get("customers")
+    if not isinstance(customers, list) or not customers:
+        raise InvalidField("customers", "must be a non-empty array of customer objects")
+    if len(customers) > BULK_CAP:
+        raise TooLarge(f"You can upload maximum {BULK_CAP} users in one api call")
+    parsed, failed = [], []
+    for position, customer in enumerate(customers):
+        if not isinstance(customer, dict):
+            raise InvalidField(f"customers[{position}]", "must be an object")
+        try:
+            parsed.append((position, _customer_fields(customer)))
+        except InvalidField as exc:
+            if exc.field != "identifier":
+                raise InvalidField(f"customers[{position}].{exc.field}", exc.message) from exc
+            failed.append(customer)
+    errors = [{"status": 400, "error_data": {"user_identifier_missing": ["No valid identifier found"]}}
+              for _ in failed]
+    with _account() as (account, now):
+        for position, (found, attributes, profile_uuid) in parsed:
+            try:
+                account.identify(now, found, attributes, profile_uuid)
+            except NotFound as exc:
+                failed.append(customers[position])
+                errors.append({"status": 404, "error_data": {"uuid": [exc.body["message"]]}})
+    return answer({"customers": failed, "errors": errors})
+
+
+@bp.get("/customers")
+def search_customers():
+    only_fields(request.args, ("email",))
+    email = string_field(request.args, "email", required=True)
+    with _account() as (account, _now):
+        users = [p.to_dict() for p in account.lookup("email", email)]
+    return answer({"users": users})
+
+
+@bp.get("/customers/<uuid:profile_uuid>")
+def get_customer(profile_uuid):
+    with _account() as (account, _now):
+        return answer({"customer": account.get_profile(str(profile_uuid)).to_dict()})
+
+
+@bp.post("/custom_user_lists/create")
+def create_list():
+    body = _body()
+    only_fields(body, ("name", "description", "source", "is_seed_list"))
+    name = string_field(body, "name", required=True)
+    description = body.get("description", "")
+    if not isinstance(description, str):
+        raise InvalidField("description", "must be a string")
+    source = string_field(body, "source") or "email"
+    seed = body.get("is_seed_list", 0)
+    if seed not in (0, 1) or isinstance(seed, float):
+        raise InvalidField("is_seed_list", "must be 0 or 1")
+    with _account() as (account, now):
+        custom_list = account.create_list(now, name, description, source, bool(seed))
+        return answer(custom_list.to_dict())
+
+
+@bp.put("/custom_user_lists/add_user_to_list/<int:list_id>")
+def add_user_to_list(list_id: int):
+    key, value = _list_identifier(_body())
+    with _account() as (account, now):
+        account.add_to_list(now, list_id, key, value)
+    return answer(OK)
+
+
+@bp.get("/custom_user_lists/id/<int:list_id>")
+def list_details(list_id: int):
+    with _account() as (account, _now):
+        return answer(account.get_list(list_id).to_dict())
+
+
+@bp.delete("/customer_group/<group_id>/user/<uuid:user_uuid>")
+def remove_group_user(group_id: str, user_uuid):
+    user_uuid = str(user_uuid)
+    with _account() as (account, now):
+        account.remove_group_user(now, group_id, user_uuid)
+    return answer({"status": "success", "message": "User removed from group successfully",
+                   "group_id": group_id, "user_uuid": user_uuid})
+
+
+def _list_identifier(body: dict) -> tuple[str, str]:
+    only_fields(body, _LIST_FIELDS)
+    key = string_field(body, "identifier_key", required=True)
+    value = string_field(body, "identifier_value", required=True)
+    if key not in ("email", "customer_id"):
+        raise InvalidField("identifier_key", "must be one of: email, customer_id")
+    return key, value

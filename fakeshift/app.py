@@ -1,0 +1,89 @@
+"""The application factory: one Flask app around one Emulator."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+from . import admin, api, auth
+from .config import Config
+from .emulator import Emulator
+from .errors import STATUS_BODIES, BlueshiftError
+from .http import answer
+from .scenario import Scenario
+
+log = logging.getLogger("fakeshift")
+
+
+def create_app(config: Config | dict | None = None, *, load_scenario: bool = True) -> Flask:
+    """Build the emulator's WSGI app.
+
+    `load_scenario=False` leaves the server not ready, so `fakeshift serve` can answer health
+    probes while a large scenario loads in the background, and call `emulator.load()` itself.
+    """
+    if not isinstance(config, Config):
+        config = Config.from_mapping(config or {})
+    app = Flask(__name__)
+
+    emulator = Emulator(config)
+    # Handlers, tests and the pytest plugin all reach the emulator through the app.
+    app.extensions["fakeshift"] = emulator
+
+    _register_guards(app, emulator, config)
+    auth.init_app(app, emulator.keyring, api.bp.name, admin.bp.name, admin.OPEN_ENDPOINTS)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
+    _register_error_handlers(app, emulator)
+
+    if load_scenario:
+        emulator.load(Scenario.from_file(config.scenario) if config.scenario else None)
+        emulator.ready.set()
+    return app
+
+
+def _register_guards(app: Flask, emulator: Emulator, config: Config) -> None:
+    @app.before_request
+    def refuse_until_ready():
+        # A sidecar that answers before its scenario is loaded makes its users' tests lie.
+        if request.blueprint == api.bp.name and not emulator.ready.is_set():
+            return answer(STATUS_BODIES[503], 503, {"Retry-After": "1"})
+        return None
+
+    @app.before_request
+    def limit_body_size():
+        # Werkzeug answers 413 as soon as a body passes this, chunked or not; the control plane
+        # gets a larger limit because scenarios and seeds are uploaded through it.
+        admin_call = request.blueprint == admin.bp.name
+        request.max_content_length = (config.admin_max_body_bytes if admin_call
+                                      else config.max_body_bytes)
+        return None
+
+
+def _register_error_handlers(app: Flask, emulator: Emulator) -> None:
+    @app.errorhandler(BlueshiftError)
+    def blueshift_error(exc: BlueshiftError):
+        return answer(exc.body, exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if isinstance(exc, NotFound):
+            return answer({"status": "404", "error": "Not Found"}, 404)
+        if isinstance(exc, MethodNotAllowed):
+            allow = ", ".join(sorted(exc.valid_methods or ()))
+            return answer({"message": f"Method {request.method} is not allowed here; use {allow}"},
+                          405, {"Allow": allow})
+        if isinstance(exc, RequestEntityTooLarge):
+            limit = emulator.config.max_body_bytes
+            if request.blueprint == admin.bp.name:
+                limit = emulator.config.admin_max_body_bytes
+            return answer({"message": f"Request body too large: the limit is {limit} bytes"}, 413)
+        return answer({"message": exc.description or exc.name}, exc.code or 400)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # No fault rule asked for this: it is a bug, so count it where tests can see it.
+        emulator.count_internal_error()
+        log.exception("internal error while serving %s %s", request.method, request.path)
+        return answer(STATUS_BODIES[500], 500, {"X-Fakeshift-Internal-Error": "true"})

@@ -1,0 +1,108 @@
+"""Blueshift authentication: HTTP Basic with the API key as user name and an empty password.
+
+Default (open) mode accepts any non-empty key and gives each key an isolated account of its own,
+so parallel CI jobs never see each other. Configured mode accepts only the listed keys, each with
+a role; a read-only key may read but gets 403 on every write.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from dataclasses import dataclass
+
+from flask import Flask, g, request
+
+from .errors import PermissionDenied, Unauthorized
+
+ROLES = ("write", "read")
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key: str
+    role: str
+    account: str
+
+    @classmethod
+    def parse(cls, spec: str) -> "ApiKey":
+        """`KEY[:ROLE][@ACCOUNT]`: role write (default) or read; account defaults to the key."""
+        rest, _, account = spec.partition("@")
+        key, _, role = rest.partition(":")
+        role = role or "write"
+        if not key:
+            raise ValueError(f"API key spec {spec!r} has no key")
+        if role not in ROLES:
+            raise ValueError(f"API key spec {spec!r}: role must be one of {', '.join(ROLES)}")
+        return cls(key, role, account or key)
+
+
+def basic_key(header: str | None) -> str | None:
+    """The API key from an Authorization header, or None. Accepts base64 of `KEY:` (the
+    documented form), `KEY:anything`, and of `KEY` alone, which real clients send."""
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    key = decoded.split(":", 1)[0]
+    return key or None
+
+
+class KeyRing:
+    def __init__(self, keys: list[ApiKey] | None = None, admin_token: str | None = None):
+        self._keys = {k.key: k for k in keys or ()}
+        self._admin_token = admin_token
+
+    @property
+    def open_mode(self) -> bool:
+        return not self._keys
+
+    def accounts(self) -> set[str]:
+        return {k.account for k in self._keys.values()}
+
+    def resolve(self, header: str | None) -> ApiKey:
+        key = basic_key(header)
+        if key is None or key == self._admin_token:
+            raise Unauthorized()
+        if self.open_mode:
+            return ApiKey(key, "write", key)
+        api_key = self._keys.get(key)
+        if api_key is None:
+            raise Unauthorized()
+        return api_key
+
+
+    def admin_allowed(self, headers) -> bool:
+        """With an admin token set, the control plane needs it: `X-Fakeshift-Admin-Token: T`
+        or `Authorization: Bearer T`."""
+        if self._admin_token is None:
+            return True
+        given = headers.get("X-Fakeshift-Admin-Token")
+        if given is None:
+            scheme, _, token = headers.get("Authorization", "").partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else None
+        return given is not None and hmac.compare_digest(given, self._admin_token)
+
+
+def init_app(app: Flask, keyring: KeyRing, blueprint: str, admin_blueprint: str,
+             open_admin_endpoints: frozenset[str]) -> None:
+    """Every Blueshift request must carry a key (g.api_key names its account); the control
+    plane needs the admin token when one is set."""
+
+    @app.before_request
+    def authenticate():
+        if request.blueprint == blueprint:
+            g.api_key = keyring.resolve(request.headers.get("Authorization"))
+            if g.api_key.role == "read" and request.method not in READ_METHODS:
+                raise PermissionDenied()
+        elif request.blueprint == admin_blueprint and request.endpoint not in open_admin_endpoints:
+            if not keyring.admin_allowed(request.headers):
+                raise Unauthorized()
+        return None

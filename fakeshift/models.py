@@ -1,0 +1,518 @@
+"""The domain: accounts, profiles, custom lists, customer groups, suppression and pending deletion.
+
+Plain Python, no HTTP. Every rule of the emulated Blueshift behaviour lives here, and only here:
+first match is the oldest profile, one delete call schedules at most `DELETE_ALL_CAP` profiles,
+deletion is asynchronous (pending until the account's deletion delay has passed on the virtual
+clock), forgetting suppresses identifiers, unforgetting restores nothing.
+
+Thread safety: a `Store` has one lock. Every read or write of an account goes through
+`Store.open()`, which holds that lock, purges what has fallen due, and hands out the account with
+the current virtual time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import uuid as uuidlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Iterator
+
+from .clock import VirtualClock, iso
+from .errors import (
+    CUSTOMER_NOT_FOUND,
+    GROUP_NOT_FOUND,
+    LIST_NOT_FOUND,
+    InvalidField,
+    LimitReached,
+    NotFound,
+)
+
+IDENTIFIER_KINDS = ("customer_id", "email", "cookie", "device_id")
+# Unforget (start tracking) needs one of these; cookie and device_id are accepted beside them only.
+TRACKING_KINDS = ("email", "customer_id")
+LIST_SOURCES = ("email", "customer_id")
+# One delete call with delete_all_matching_customers schedules at most this many profiles.
+DELETE_ALL_CAP = 50
+# One bulk create call carries at most this many customers.
+BULK_CAP = 50
+# Fields of a profile that identify calls cannot set as free attributes.
+RESERVED_FIELDS = frozenset(
+    {"uuid", "created_at", "updated_at", "deletion_pending", "deletion_due_at",
+     "deletion_requested_at", "deletion_reason", "is_forgotten", "forgotten_at"}
+)
+
+
+def match_key(kind: str, value: str) -> str:
+    """Emails match case-insensitively (as mail addresses do in practice); other ids exactly."""
+    return value.lower() if kind == "email" else value
+
+
+@dataclass
+class Settings:
+    """Server-wide defaults; an account may override the deletion delay."""
+
+    deletion_delay: float = 7200.0
+    group_delete_users_default: bool = True
+    max_accounts: int = 10_000
+    max_profiles_per_account: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class Deletion:
+    reason: str  # "delete", "forget" or "group_delete"
+    requested_at: datetime
+    due_at: datetime
+
+
+class Profile:
+    __slots__ = ("uuid", "seq", "created_at", "updated_at", "email", "customer_id", "cookie",
+                 "device_id", "attributes", "deletion")
+
+    def __init__(self, uuid: str, seq: int, now: datetime):
+        self.uuid = uuid
+        self.seq = seq
+        self.created_at = now
+        self.updated_at = now
+        self.email = self.customer_id = self.cookie = self.device_id = None
+        self.attributes: dict | None = None
+        self.deletion: Deletion | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.deletion is None
+
+    def age_key(self) -> tuple:
+        return (self.created_at, self.seq)
+
+    def identifiers(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in IDENTIFIER_KINDS if getattr(self, k) is not None}
+
+    def to_dict(self) -> dict:
+        body = dict(self.attributes or {})
+        body.update(self.identifiers())
+        body["uuid"] = self.uuid
+        body["created_at"] = iso(self.created_at)
+        body["updated_at"] = iso(self.updated_at)
+        if self.deletion is not None:
+            body["deletion_pending"] = True
+            body["deletion_reason"] = self.deletion.reason
+            body["deletion_requested_at"] = iso(self.deletion.requested_at)
+            body["deletion_due_at"] = iso(self.deletion.due_at)
+            if self.deletion.reason == "forget":
+                body["is_forgotten"] = True
+                body["forgotten_at"] = iso(self.deletion.requested_at)
+        return body
+
+
+@dataclass
+class CustomList:
+    id: int
+    uuid: str
+    name: str
+    description: str
+    source: str
+    is_seed_list: bool
+    created_at: datetime
+    updated_at: datetime
+    members: dict[str, None] = field(default_factory=dict)  # profile uuids, in order added
+
+    def to_dict(self, with_members: bool = False) -> dict:
+        body = {
+            "id": self.id,
+            "uuid": self.uuid,
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "is_seed_list": self.is_seed_list,
+            "user_count": len(self.members),
+            "status": "ready",
+            "import_method": "api",
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
+        if with_members:
+            body["user_uuids"] = list(self.members)
+        return body
+
+
+@dataclass
+class Group:
+    group_id: str
+    uuid: str
+    account_uuid: str
+    created_at: datetime
+    updated_at: datetime
+    extended_attributes: dict
+    user_uuids: dict[str, None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        # Blueshift repeats the plain attributes (email, firstname, ...) at the top level.
+        flat = {k: v for k, v in self.extended_attributes.items() if not k.startswith("_bsft")}
+        return {
+            "account_uuid": self.account_uuid,
+            "created_at": iso(self.created_at),
+            "extended_attributes": dict(self.extended_attributes),
+            "group_id": self.group_id,
+            "updated_at": iso(self.updated_at),
+            "user_count": len(self.user_uuids),
+            "user_uuids": list(self.user_uuids),
+            "uuid": self.uuid,
+            "version": "1",
+            **flat,
+        }
+
+
+class Account:
+    """One tenant: everything one API key (or one configured account) can see and change."""
+
+    def __init__(self, name: str, settings: Settings, account_uuid: str | None = None):
+        self.name = name
+        self.uuid = account_uuid or str(uuidlib.uuid4())
+        self._settings = settings
+        self.deletion_delay: float | None = None  # None: the server's default
+        self.profiles: dict[str, Profile] = {}
+        # kind -> match key -> profiles not yet purged, in creation order
+        self._index: dict[str, dict[str, list[Profile]]] = {k: {} for k in IDENTIFIER_KINDS}
+        self._purge_queue: list[tuple[datetime, int, str]] = []
+        self._seq = itertools.count()
+        self.suppressed: dict[tuple[str, str], dict] = {}
+        self.lists: dict[int, CustomList] = {}
+        self._next_list_id = 1001
+        self.groups: dict[str, Group] = {}
+        self.purged_count = 0
+
+    # ---- settings -------------------------------------------------------------------------
+
+    @property
+    def effective_deletion_delay(self) -> float:
+        if self.deletion_delay is not None:
+            return self.deletion_delay
+        return self._settings.deletion_delay
+
+    # ---- profiles and matching ------------------------------------------------------------
+
+    def new_profile(self, now: datetime, identifiers: dict, attributes: dict | None = None,
+                    created_at: datetime | None = None, profile_uuid: str | None = None) -> Profile:
+        if len(self.profiles) >= self._settings.max_profiles_per_account:
+            raise LimitReached(
+                f"Profile limit reached: this account holds "
+                f"{self._settings.max_profiles_per_account} profiles (max_profiles_per_account)"
+            )
+        profile = Profile(profile_uuid or str(uuidlib.uuid4()), next(self._seq), created_at or now)
+        if profile.uuid in self.profiles:
+            raise InvalidField("uuid", f"{profile.uuid} already exists")
+        if created_at is not None:
+            profile.updated_at = created_at
+        self.profiles[profile.uuid] = profile
+        self._set_identifiers(profile, identifiers)
+        if attributes:
+            profile.attributes = dict(attributes)
+        return profile
+
+    def _set_identifiers(self, profile: Profile, identifiers: dict) -> None:
+        for kind, value in identifiers.items():
+            old = getattr(profile, kind)
+            if old == value:
+                continue
+            if old is not None:
+                self._unindex(profile, kind, old)
+            setattr(profile, kind, value)
+            self._index[kind].setdefault(match_key(kind, value), []).append(profile)
+
+    def _unindex(self, profile: Profile, kind: str, value: str) -> None:
+        key = match_key(kind, value)
+        bucket = self._index[kind].get(key)
+        if bucket is None:
+            return
+        bucket.remove(profile)
+        if not bucket:
+            del self._index[kind][key]
+
+    def lookup(self, kind: str, value: str) -> list[Profile]:
+        """Profiles not yet purged with this identifier, oldest first (pending ones included)."""
+        bucket = self._index[kind].get(match_key(kind, value), ())
+        return sorted(bucket, key=Profile.age_key)
+
+    def active_matches(self, identifiers: dict) -> list[Profile]:
+        """Active profiles matching any of the identifiers, oldest first, each once."""
+        found: dict[str, Profile] = {}
+        for kind, value in identifiers.items():
+            for profile in self._index[kind].get(match_key(kind, value), ()):
+                if profile.active:
+                    found[profile.uuid] = profile
+        return sorted(found.values(), key=Profile.age_key)
+
+    def get_profile(self, profile_uuid: str) -> Profile:
+        profile = self.profiles.get(profile_uuid)
+        if profile is None:
+            raise NotFound(CUSTOMER_NOT_FOUND)
+        return profile
+
+    def is_suppressed(self, identifiers: dict) -> bool:
+        return any((k, match_key(k, v)) in self.suppressed for k, v in identifiers.items())
+
+    def identify(self, now: datetime, identifiers: dict, attributes: dict,
+                 profile_uuid: str | None = None) -> Profile | None:
+        """Create or update one customer. Returns None when an identifier is suppressed
+        (forgotten): the call is accepted and changes nothing."""
+        if self.is_suppressed(identifiers):
+            return None
+        profile = self._identify_target(identifiers, profile_uuid)
+        if profile is None:
+            return self.new_profile(now, identifiers, attributes)
+        self._set_identifiers(profile, identifiers)
+        if attributes:
+            profile.attributes = {**(profile.attributes or {}), **attributes}
+        profile.updated_at = now
+        return profile
+
+    def _identify_target(self, identifiers: dict, profile_uuid: str | None) -> Profile | None:
+        if profile_uuid is not None:
+            profile = self.profiles.get(profile_uuid)
+            if profile is None or not profile.active:
+                raise NotFound(CUSTOMER_NOT_FOUND)
+            return profile
+        # customer_id decides alone: a new customer_id makes a new profile even when its email
+        # is taken, which is how duplicate emails arise in real accounts.
+        for kind in IDENTIFIER_KINDS:
+            if kind in identifiers:
+                matches = self.active_matches({kind: identifiers[kind]})
+                return matches[0] if matches else None
+        return None
+
+    # ---- deletion, forgetting, purging ----------------------------------------------------
+
+    def _schedule_deletion(self, profile: Profile, reason: str, now: datetime) -> None:
+        due = now + timedelta(seconds=self.effective_deletion_delay)
+        profile.deletion = Deletion(reason, now, due)
+        heapq.heappush(self._purge_queue, (due, profile.seq, profile.uuid))
+
+    def delete(self, now: datetime, identifiers: dict, all_matching: bool) -> list[Profile]:
+        """Schedule the first match, or with `all_matching` up to DELETE_ALL_CAP matches."""
+        matches = self.active_matches(identifiers)
+        if not matches:
+            raise NotFound(CUSTOMER_NOT_FOUND)
+        chosen = matches[:DELETE_ALL_CAP] if all_matching else matches[:1]
+        for profile in chosen:
+            self._schedule_deletion(profile, "delete", now)
+        self.purge_due(now)
+        return chosen
+
+    def forget(self, now: datetime, identifiers: dict) -> list[Profile]:
+        """Schedule every active match and suppress the identifiers, matched or not."""
+        matches = self.active_matches(identifiers)
+        for profile in matches:
+            self._schedule_deletion(profile, "forget", now)
+        for kind, value in identifiers.items():
+            self.suppressed.setdefault(
+                (kind, match_key(kind, value)), {"kind": kind, "value": value, "since": iso(now)}
+            )
+        self.purge_due(now)
+        return matches
+
+    def unforget(self, identifiers: dict) -> int:
+        """Lift suppression. Restores nothing: the next identify makes a new profile."""
+        lifted = 0
+        for kind, value in identifiers.items():
+            if self.suppressed.pop((kind, match_key(kind, value)), None) is not None:
+                lifted += 1
+        return lifted
+
+    def purge_due(self, now: datetime) -> int:
+        """Remove every pending profile whose due time has come, from everywhere."""
+        purged = 0
+        queue = self._purge_queue
+        while queue and queue[0][0] <= now:
+            _, _, profile_uuid = heapq.heappop(queue)
+            profile = self.profiles.pop(profile_uuid, None)
+            if profile is None:
+                continue
+            for kind, value in profile.identifiers().items():
+                self._unindex(profile, kind, value)
+            for custom_list in self.lists.values():
+                custom_list.members.pop(profile_uuid, None)
+            for group in self.groups.values():
+                group.user_uuids.pop(profile_uuid, None)
+            purged += 1
+        self.purged_count += purged
+        return purged
+
+    # ---- custom lists ----------------------------------------------------------------------
+
+    def create_list(self, now: datetime, name: str, description: str, source: str = "email",
+                    is_seed_list: bool = False, list_id: int | None = None) -> CustomList:
+        if source not in LIST_SOURCES:
+            raise InvalidField("source", "must be one of: email, customer_id")
+        if any(existing.name.lower() == name.lower() for existing in self.lists.values()):
+            raise InvalidField("name", "has already been taken")
+        if list_id is None:
+            list_id = self._next_list_id
+        elif list_id in self.lists:
+            raise InvalidField("id", f"list {list_id} already exists")
+        self._next_list_id = max(self._next_list_id, list_id + 1)
+        custom_list = CustomList(list_id, str(uuidlib.uuid4()), name, description, source,
+                                 is_seed_list, now, now)
+        self.lists[list_id] = custom_list
+        return custom_list
+
+    def get_list(self, list_id: int) -> CustomList:
+        custom_list = self.lists.get(list_id)
+        if custom_list is None:
+            raise NotFound(LIST_NOT_FOUND)
+        return custom_list
+
+    def _list_identifier(self, custom_list: CustomList, key: str) -> None:
+        if key not in LIST_SOURCES:
+            raise InvalidField("identifier_key", "must be one of: email, customer_id")
+        if key != custom_list.source:
+            raise InvalidField(
+                "identifier_key", f"does not match the list's source ({custom_list.source})"
+            )
+
+    def add_to_list(self, now: datetime, list_id: int, key: str, value: str) -> Profile:
+        """Adds the first active profile with that identifier."""
+        custom_list = self.get_list(list_id)
+        self._list_identifier(custom_list, key)
+        matches = self.active_matches({key: value})
+        if not matches:
+            raise NotFound(CUSTOMER_NOT_FOUND)
+        custom_list.members[matches[0].uuid] = None
+        custom_list.updated_at = now
+        return matches[0]
+
+    def remove_from_list(self, now: datetime, list_id: int, key: str, value: str) -> int:
+        """Removes every member with that identifier; removing a non-member is a no-op."""
+        custom_list = self.get_list(list_id)
+        self._list_identifier(custom_list, key)
+        removed = 0
+        for profile in self.lookup(key, value):
+            if profile.uuid in custom_list.members:
+                del custom_list.members[profile.uuid]
+                removed += 1
+        if removed:
+            custom_list.updated_at = now
+        return removed
+
+    # ---- customer groups -------------------------------------------------------------------
+
+    def seed_group(self, now: datetime, group_id: str, extended_attributes: dict,
+                   user_uuids: list[str]) -> Group:
+        for user_uuid in user_uuids:
+            if user_uuid not in self.profiles:
+                raise InvalidField("user_uuids", f"no profile has uuid {user_uuid}")
+        group = Group(group_id, str(uuidlib.uuid4()), self.uuid, now, now,
+                      dict(extended_attributes), dict.fromkeys(user_uuids))
+        self.groups[group_id] = group
+        return group
+
+    def get_group(self, group_id: str) -> Group:
+        group = self.groups.get(group_id)
+        if group is None:
+            raise NotFound(GROUP_NOT_FOUND)
+        return group
+
+    def delete_group(self, now: datetime, group_id: str, delete_users: bool | None) -> tuple[dict, int]:
+        """Returns the group as it was, and how many users were scheduled for deletion."""
+        group = self.get_group(group_id)
+        snapshot = group.to_dict()
+        if delete_users is None:
+            delete_users = self._settings.group_delete_users_default
+        scheduled = 0
+        if delete_users:
+            for user_uuid in group.user_uuids:
+                profile = self.profiles.get(user_uuid)
+                if profile is not None and profile.active:
+                    self._schedule_deletion(profile, "group_delete", now)
+                    scheduled += 1
+        del self.groups[group_id]
+        self.purge_due(now)
+        return snapshot, scheduled
+
+    def remove_group_user(self, now: datetime, group_id: str, user_uuid: str) -> None:
+        group = self.get_group(group_id)
+        if user_uuid not in group.user_uuids:
+            raise NotFound("The specified user UUID was not found in the group.")
+        del group.user_uuids[user_uuid]
+        group.updated_at = now
+
+    # ---- inspection ------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        pending = sum(1 for p in self.profiles.values() if not p.active)
+        return {
+            "profiles": len(self.profiles),
+            "active": len(self.profiles) - pending,
+            "pending_deletion": pending,
+            "purged": self.purged_count,
+            "suppressed": len(self.suppressed),
+            "lists": len(self.lists),
+            "groups": len(self.groups),
+        }
+
+    def state(self) -> dict:
+        return {
+            "account": self.name,
+            "uuid": self.uuid,
+            "settings": {"deletion_delay": self.effective_deletion_delay,
+                         "deletion_delay_overridden": self.deletion_delay is not None},
+            "stats": self.stats(),
+            "profiles": [p.to_dict() for p in sorted(self.profiles.values(), key=Profile.age_key)],
+            "suppressed": list(self.suppressed.values()),
+            "lists": [lst.to_dict(with_members=True) for lst in self.lists.values()],
+            "groups": [g.to_dict() for g in self.groups.values()],
+        }
+
+
+class Store:
+    """All accounts of one server, the virtual clock they share, and the one lock."""
+
+    def __init__(self, clock: VirtualClock | None = None, settings: Settings | None = None):
+        self.clock = clock or VirtualClock()
+        self.settings = settings or Settings()
+        self._lock = threading.RLock()
+        self._accounts: dict[str, Account] = {}
+
+    @contextmanager
+    def open(self, name: str, create: bool = True) -> Iterator[tuple[Account, datetime]]:
+        """Hold the lock, bring the account up to date with the clock, and hand it out."""
+        with self._lock:
+            account = self._accounts.get(name)
+            if account is None:
+                if not create:
+                    raise NotFound(f"No account named {name!r}")
+                account = self._add_account(name)
+            now = self.clock.now()
+            account.purge_due(now)
+            yield account, now
+
+    def _add_account(self, name: str, account_uuid: str | None = None) -> Account:
+        if len(self._accounts) >= self.settings.max_accounts:
+            raise LimitReached(
+                f"Account limit reached: the server holds {self.settings.max_accounts} "
+                f"accounts (max_accounts)"
+            )
+        account = Account(name, self.settings, account_uuid)
+        self._accounts[name] = account
+        return account
+
+    def account_names(self) -> list[str]:
+        with self._lock:
+            return list(self._accounts)
+
+    def drop_account(self, name: str) -> bool:
+        with self._lock:
+            return self._accounts.pop(name, None) is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._accounts.clear()
+
+    @contextmanager
+    def exclusive(self) -> Iterator["Store"]:
+        """Hold the lock across several steps (loading a scenario must look atomic)."""
+        with self._lock:
+            yield self

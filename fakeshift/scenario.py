@@ -1,0 +1,208 @@
+"""Scenario files: YAML (or JSON) descriptions of accounts, profiles, lists, groups and settings.
+
+A scenario is checked against `schemas/scenario.schema.yaml` before anything is built, and every
+error names the file, the entry (e.g. `accounts[0].profiles[3].email`) and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+
+from .clock import VirtualClock, parse_iso
+from .errors import BlueshiftError
+from .models import IDENTIFIER_KINDS, Account, Settings, Store
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be loaded; the message says where and why."""
+
+
+def parse_duration(value) -> float:
+    """Seconds from a number or a string such as "90", "30s", "15m", "2h", "1d"."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative")
+        return float(value)
+    match = _DURATION.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration (use seconds, or e.g. 30s, 15m, 2h, 1d)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+_SCHEMA = yaml.safe_load(
+    resources.files("fakeshift").joinpath("schemas/scenario.schema.yaml").read_text()
+)
+_VALIDATOR = Draft202012Validator(_SCHEMA, format_checker=FormatChecker())
+# One account's fragment, as the control plane's seed call takes it.
+_ACCOUNT_VALIDATOR = Draft202012Validator(
+    {"$ref": "#/$defs/account", "$defs": _SCHEMA["$defs"]}, format_checker=FormatChecker()
+)
+
+
+def _check(validator: Draft202012Validator, document, source: str) -> None:
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise ScenarioError(f"{source}: {_where(first.absolute_path)}: {first.message}{more}")
+
+
+def check_account_fragment(fragment, source: str) -> None:
+    """Validate one account's seed data (the `accounts[]` entry format)."""
+    _check(_ACCOUNT_VALIDATOR, fragment, source)
+
+
+def _where(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    source: str
+    document: dict
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Scenario":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScenarioError(f"{path}: cannot read the scenario file: {exc}") from exc
+        return cls.from_text(text, str(path))
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "<scenario>") -> "Scenario":
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"{source}: not valid YAML: {exc}") from exc
+        return cls.from_document(document if document is not None else {}, source)
+
+    @classmethod
+    def from_document(cls, document, source: str = "<scenario>") -> "Scenario":
+        _check(_VALIDATOR, document, source)
+        return cls(source, document)
+
+    def settings(self, base: Settings) -> Settings:
+        overrides = self.document.get("settings", {})
+        settings = Settings(**vars(base))
+        if "deletion_delay" in overrides:
+            settings.deletion_delay = parse_duration(overrides["deletion_delay"])
+        if "group_delete_users_default" in overrides:
+            settings.group_delete_users_default = overrides["group_delete_users_default"]
+        return settings
+
+    def apply(self, store: Store) -> None:
+        """Build every account of the scenario into an (already cleared) store."""
+        clock_spec = self.document.get("clock", {})
+        apply_clock(store.clock, clock_spec)
+        for position, spec in enumerate(self.document.get("accounts", [])):
+            with store.open(spec["key"]) as (account, now):
+                seed_account(account, now, spec, f"{self.source}: accounts[{position}]")
+
+
+def apply_clock(clock: VirtualClock, spec: dict) -> None:
+    if "now" in spec:
+        clock.set(parse_iso(spec["now"]))
+    if spec.get("frozen"):
+        clock.freeze()
+
+
+@contextmanager
+def _guard(where: str):
+    """Turn a domain refusal met while seeding into a ScenarioError that says where."""
+    try:
+        yield
+    except BlueshiftError as exc:
+        raise ScenarioError(f"{where}: {_describe(exc)}") from exc
+
+
+def _describe(exc: BlueshiftError) -> str:
+    if "errors" in exc.body:
+        return "; ".join(f"{k} {' '.join(v)}" for k, v in exc.body["errors"].items())
+    return exc.body.get("message", str(exc.body))
+
+
+def _created_at(spec: dict) -> datetime | None:
+    return parse_iso(spec["created_at"]) if "created_at" in spec else None
+
+
+def seed_account(account: Account, now: datetime, spec: dict, where: str) -> dict:
+    """Seed one account from a scenario fragment (also used by the control plane).
+
+    Returns the uuids it created, so a caller can refer to the new profiles."""
+    created: list[str] = []
+    if "deletion_delay" in spec:
+        account.deletion_delay = parse_duration(spec["deletion_delay"])
+    for i, profile_spec in enumerate(spec.get("profiles", [])):
+        identifiers = {k: profile_spec[k] for k in IDENTIFIER_KINDS if k in profile_spec}
+        count = profile_spec.get("count", 1)
+        if "uuid" in profile_spec and count != 1:
+            raise ScenarioError(f"{where}.profiles[{i}]: uuid and count > 1 exclude each other")
+        with _guard(f"{where}.profiles[{i}]"):
+            for _ in range(count):
+                profile = account.new_profile(now, identifiers, profile_spec.get("attributes"),
+                                              _created_at(profile_spec), profile_spec.get("uuid"))
+                created.append(profile.uuid)
+    for i, generator in enumerate(spec.get("generate", [])):
+        with _guard(f"{where}.generate[{i}]"):
+            created.extend(_generate(account, now, generator))
+    for identifiers in spec.get("suppressed", []):
+        account.forget(now, identifiers)
+    for i, list_spec in enumerate(spec.get("lists", [])):
+        _seed_list(account, now, list_spec, f"{where}.lists[{i}]")
+    for i, group_spec in enumerate(spec.get("groups", [])):
+        _seed_group(account, now, group_spec, f"{where}.groups[{i}]")
+    return {"created": len(created), "uuids": created}
+
+
+def _generate(account: Account, now: datetime, generator: dict) -> list[str]:
+    start = generator.get("start", 1)
+    templates = {k: generator[k] for k in ("email", "customer_id") if k in generator}
+    attributes = generator.get("attributes")
+    uuids = []
+    for n in range(start, start + generator["count"]):
+        number = str(n)
+        identifiers = {k: t.replace("{n}", number) for k, t in templates.items()}
+        uuids.append(account.new_profile(now, identifiers, attributes).uuid)
+    return uuids
+
+
+def _seed_list(account: Account, now: datetime, spec: dict, where: str) -> None:
+    with _guard(where):
+        custom_list = account.create_list(now, spec["name"], spec.get("description", ""),
+                                          spec.get("source", "email"), False, spec.get("id"))
+    for j, value in enumerate(spec.get("members", [])):
+        with _guard(f"{where}.members[{j}]"):
+            account.add_to_list(now, custom_list.id, custom_list.source, value)
+
+
+def _seed_group(account: Account, now: datetime, spec: dict, where: str) -> None:
+    user_uuids = []
+    for j, member in enumerate(spec.get("members", [])):
+        ((kind, value),) = member.items()
+        if kind == "uuid":
+            user_uuids.append(value)
+            continue
+        matches = account.active_matches({kind: value})
+        if not matches:
+            raise ScenarioError(f"{where}.members[{j}]: no profile has {kind} {value!r}")
+        user_uuids.append(matches[0].uuid)
+    with _guard(where):
+        account.seed_group(now, spec["group_id"], spec.get("attributes", {}), user_uuids)
