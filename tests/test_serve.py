@@ -78,3 +78,19 @@ def test_help_lists_every_flag_with_its_environment_variable():
     for variable in ("FAKESHIFT_HOST", "FAKESHIFT_PORT", "FAKESHIFT_SCENARIO",
                      "FAKESHIFT_DELETION_DELAY", "FAKESHIFT_API_KEYS", "FAKESHIFT_ADMIN_TOKEN"):
         assert variable in result.stdout
+
+
+def test_load_does_not_flood_the_log_with_queue_warnings(start_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_server("--threads", "1")
+
+    def call(i):
+        return requests.post(f"{server.url}/api/v1/customers", json={"email": f"q{i}@example.com"},
+                             headers=basic("queue"), timeout=10).status_code
+
+    with ThreadPoolExecutor(32) as pool:
+        assert set(pool.map(call, range(200))) == {200}
+    server.stop()
+    assert server.output.count('"POST /api/v1/customers" 200') == 200
+    assert "Task queue depth" not in server.output
