@@ -3,8 +3,9 @@ seeding, settings and the virtual clock. Not part of Blueshift's API."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
+from . import contract
 from .clock import parse_iso
 from .emulator import Emulator
 from .errors import InvalidField
@@ -14,7 +15,7 @@ from .scenario import Scenario, ScenarioError, check_account_fragment, parse_dur
 
 bp = Blueprint("admin", __name__, url_prefix="/_fakeshift")
 # Probes must work without the admin token (container health checks have no secrets).
-OPEN_ENDPOINTS = frozenset({"admin.health", "admin.ready"})
+OPEN_ENDPOINTS = frozenset({"admin.health", "admin.ready", "admin.openapi_document"})
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
@@ -77,6 +78,7 @@ def load_scenario():
             scenario = Scenario.from_text(text, "request body")
         else:
             scenario = Scenario.from_document(json_object(raw, request.mimetype), "request body")
+        _emulator().check_buildable(scenario)
     except UnicodeDecodeError as exc:
         raise InvalidField("body", "is not valid UTF-8") from exc
     except ScenarioError as exc:
@@ -202,3 +204,25 @@ def _moment(value, name: str):
         return parse_iso(value)
     except ValueError as exc:
         raise InvalidField(name, f"is not an ISO 8601 date-time: {exc}") from exc
+
+
+# ---- the contract: OpenAPI documents and recorded violations (see fakeshift/contract.py) -------
+
+@bp.get("/openapi/<any(blueshift, admin):name>.<any(json, yaml):form>")
+def openapi_document(name: str, form: str):
+    """Open like health: a client generator or contract checker has no admin token."""
+    if form == "yaml":
+        return Response(contract.document_text(name), mimetype="application/yaml")
+    return answer(contract.load_document(name))
+
+
+@bp.get("/violations")
+def list_violations():
+    violations = _emulator().violations.list(request.args.get("account"))
+    return answer({"count": len(violations), "violations": violations})
+
+
+@bp.delete("/violations")
+def clear_violations():
+    cleared = _emulator().violations.clear(request.args.get("account"))
+    return answer({"status": "ok", "cleared": cleared})

@@ -38,14 +38,16 @@ def _required_identifiers(body: dict, kinds=IDENTIFIER_KINDS, required=IDENTIFIE
 
 def _customer_fields(body: dict) -> tuple[dict, dict, str | None]:
     """Split an identify body into identifiers, free attributes and an optional uuid."""
+    # Reserved fields first: in a bulk call a missing identifier only fails that customer, but
+    # a reserved field is a malformed request and must refuse the whole call.
+    for name in body:
+        if name in RESERVED_FIELDS and name != "uuid":
+            raise InvalidField(name, "is set by Blueshift and cannot be written")
     found = identifiers(body, IDENTIFIER_KINDS)
     profile_uuid = string_field(body, "uuid")
     if not found and profile_uuid is None:
         raise InvalidField("identifier", "at least one of email, customer_id, cookie, "
                                          "device_id or uuid is required")
-    for name in body:
-        if name in RESERVED_FIELDS and name != "uuid":
-            raise InvalidField(name, "is set by Blueshift and cannot be written")
     attributes = {k: v for k, v in body.items() if k not in IDENTIFIER_KINDS and k != "uuid"}
     return found, attributes, profile_uuid
 
@@ -173,7 +175,8 @@ def create_list():
         raise InvalidField("description", "must be a string")
     source = string_field(body, "source") or "email"
     seed = body.get("is_seed_list", 0)
-    if seed not in (0, 1) or isinstance(seed, float):
+    # Blueshift's field is the integer 0 or 1; true/false or 1.0 are a client's bug to surface.
+    if type(seed) is not int or seed not in (0, 1):
         raise InvalidField("is_seed_list", "must be 0 or 1")
     with _account() as (account, now):
         custom_list = account.create_list(now, name, description, source, bool(seed))

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from . import admin, api, auth
+from . import admin, api, auth, contract, faults, journal, ratelimit
 from .config import Config
 from .emulator import Emulator
 from .errors import STATUS_BODIES, BlueshiftError
@@ -25,14 +25,24 @@ def create_app(config: Config | dict | None = None, *, load_scenario: bool = Tru
     """
     if not isinstance(config, Config):
         config = Config.from_mapping(config or {})
-    app = Flask(__name__)
+    # No static files: Flask would otherwise serve an undocumented /static/<path> route.
+    app = Flask(__name__, static_folder=None)
+    # Blueshift documents no OPTIONS; an undocumented method must answer 405 like any other.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
     emulator = Emulator(config)
     # Handlers, tests and the pytest plugin all reach the emulator through the app.
     app.extensions["fakeshift"] = emulator
 
     _register_guards(app, emulator, config)
+    # Before auth, so requests without valid credentials are recorded as violations too.
+    contract.init_app(app, emulator, api.bp.name, config.strict_contract)
     auth.init_app(app, emulator.keyring, api.bp.name, admin.bp.name, admin.OPEN_ENDPOINTS)
+    # After auth, which names the account that limits and fault rules may target.
+    ratelimit.init_app(app, emulator.rate_limits)
+    faults.init_app(app, emulator.faults)
+    # Last, so its WSGI wrapper is outermost and also records connections a fault dropped.
+    journal.init_app(app, emulator.journal)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     _register_error_handlers(app, emulator)
@@ -58,6 +68,16 @@ def _register_guards(app: Flask, emulator: Emulator, config: Config) -> None:
         admin_call = request.blueprint == admin.bp.name
         request.max_content_length = (config.admin_max_body_bytes if admin_call
                                       else config.max_body_bytes)
+        return None
+
+    @app.before_request
+    def limit_header_size():
+        # Counted as on the wire ("Name: value\r\n"), so the limit means what a client expects.
+        size = sum(len(name) - 5 + len(value) + 4 for name, value in request.environ.items()
+                   if name.startswith("HTTP_") and isinstance(value, str))
+        if size > config.max_header_bytes:
+            return answer({"message": f"Request headers too large: {size} bytes, the limit is "
+                                      f"{config.max_header_bytes} bytes (max_header_bytes)"}, 431)
         return None
 
 

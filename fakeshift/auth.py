@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import re
 from dataclasses import dataclass
 
 from flask import Flask, g, request
@@ -17,6 +18,8 @@ from flask import Flask, g, request
 from .errors import PermissionDenied, Unauthorized
 
 ROLES = ("write", "read")
+MAX_KEY_LENGTH = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -52,7 +55,11 @@ def basic_key(header: str | None) -> str | None:
     except (binascii.Error, ValueError):
         return None
     key = decoded.split(":", 1)[0]
-    return key or None
+    # In open mode every key becomes an account: control characters (NUL, newlines) would end up
+    # in account names, logs and journal filters, and a huge key is no real client's key.
+    if not key or len(key) > MAX_KEY_LENGTH or _CONTROL.search(key):
+        return None
+    return key
 
 
 class KeyRing:

@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import sys
 
-from .config import DEFAULT_DELETION_DELAY, Config
+from . import contract_check, persistence
+from .config import Config
+from .drill import Drill, DrillError, HttpControl, format_summary, play, play_in_server
 from .scenario import Scenario, ScenarioError, parse_duration
 
 
@@ -53,14 +57,13 @@ def _add_serve(sub) -> None:
                    help="[FAKESHIFT_THREADS] waitress worker threads; default 8")
     p.add_argument("--scenario", default=_env("SCENARIO"),
                    help="[FAKESHIFT_SCENARIO] YAML scenario loaded at start and on reset")
-    p.add_argument("--deletion-delay", type=_duration,
-                   default=_env("DELETION_DELAY", str(DEFAULT_DELETION_DELAY)),
+    p.add_argument("--deletion-delay", type=_duration, default=_env("DELETION_DELAY"),
                    help="[FAKESHIFT_DELETION_DELAY] time from delete/forget to purge, e.g. 2h, "
-                        "90s, 0 (immediate); default 2h")
+                        "90s, 0 (immediate); beats the scenario's setting; default 2h")
     p.add_argument("--group-delete-users-default", type=_boolean,
-                   default=_env("GROUP_DELETE_USERS_DEFAULT", "true"),
+                   default=_env("GROUP_DELETE_USERS_DEFAULT"),
                    help="[FAKESHIFT_GROUP_DELETE_USERS_DEFAULT] what an omitted delete_users "
-                        "means on group delete; default true")
+                        "means on group delete; beats the scenario's setting; default true")
     p.add_argument("--api-key", action="append", dest="api_keys",
                    help="[FAKESHIFT_API_KEYS, comma-separated] accept only these keys: "
                         "KEY[:write|read][@ACCOUNT]; repeatable. Default: any key, each its own "
@@ -69,9 +72,102 @@ def _add_serve(sub) -> None:
                    help="[FAKESHIFT_ADMIN_TOKEN] require this token on /_fakeshift/ calls")
     p.add_argument("--max-body-bytes", type=_size, default=_env("MAX_BODY_BYTES", "1m"),
                    help="[FAKESHIFT_MAX_BODY_BYTES] largest Blueshift request body; default 1m")
+    p.add_argument("--admin-max-body-bytes", type=_size,
+                   default=_env("ADMIN_MAX_BODY_BYTES", "256m"),
+                   help="[FAKESHIFT_ADMIN_MAX_BODY_BYTES] largest control-plane request body "
+                        "(scenarios, seeds); default 256m")
+    p.add_argument("--max-header-bytes", type=_size, default=_env("MAX_HEADER_BYTES", "64k"),
+                   help="[FAKESHIFT_MAX_HEADER_BYTES] largest request header block (JSON 431 "
+                        "past it); default 64k")
+    p.add_argument("--max-accounts", type=int, default=_env("MAX_ACCOUNTS", "10000"),
+                   help="[FAKESHIFT_MAX_ACCOUNTS] accounts the server holds (429 past it); "
+                        "default 10000")
+    p.add_argument("--max-profiles-per-account", type=int,
+                   default=_env("MAX_PROFILES_PER_ACCOUNT", "2000000"),
+                   help="[FAKESHIFT_MAX_PROFILES_PER_ACCOUNT] profiles one account holds, pending "
+                        "deletions included (429 past it); default 2000000")
+    p.add_argument("--state-file", default=_env("STATE_FILE"),
+                   help="[FAKESHIFT_STATE_FILE] load the state from this file at start and save "
+                        "it there periodically and on stop")
+    p.add_argument("--save-interval", type=_duration, default=_env("SAVE_INTERVAL", "30s"),
+                   help="[FAKESHIFT_SAVE_INTERVAL] time between periodic saves of --state-file; "
+                        "default 30s")
     p.add_argument("--access-log", type=_boolean, default=_env("ACCESS_LOG", "true"),
                    help="[FAKESHIFT_ACCESS_LOG] one log line per request; default true")
+    p.add_argument("--strict-contract", type=_boolean, nargs="?", const=True,
+                   default=_env("STRICT_CONTRACT", "false"),
+                   help="[FAKESHIFT_STRICT_CONTRACT] refuse (400, X-Fakeshift-Violation) requests "
+                        "that break openapi/blueshift.yaml instead of only recording them; "
+                        "default false")
+    _add_chaos_flags(p)
     p.set_defaults(run=_run_serve)
+
+
+def _env_list(name: str, separator: str) -> list[str]:
+    return [item.strip() for item in _env(name, "").split(separator) if item.strip()]
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the speed must be greater than 0")
+    return value
+
+
+def _add_chaos_flags(p) -> None:
+    p.add_argument("--fault", action="append", dest="faults",
+                   help="[FAKESHIFT_FAULTS, separated by ';'] a fault rule installed at start and "
+                        "on reset, e.g. 'delete_customer:status=503,first=2' or JSON; repeatable")
+    p.add_argument("--fault-seed", type=int, default=_env("FAULT_SEED", "0"),
+                   help="[FAKESHIFT_FAULT_SEED] seeds every fault rule without its own seed; "
+                        "default 0")
+    p.add_argument("--max-fault-rules", type=int, default=_env("MAX_FAULT_RULES", "1000"),
+                   help="[FAKESHIFT_MAX_FAULT_RULES] most fault rules at once; default 1000")
+    p.add_argument("--rate-limit", action="append", dest="rate_limits",
+                   help="[FAKESHIFT_RATE_LIMITS, separated by ';'] a leaky bucket per account "
+                        "and operation: '[OPERATION:]rate=R,burst=B[,retry_after]'; repeatable; "
+                        "default none")
+    p.add_argument("--journal-size", type=int, default=_env("JOURNAL_SIZE", "10000"),
+                   help="[FAKESHIFT_JOURNAL_SIZE] requests the journal keeps (newest); "
+                        "default 10000")
+    p.add_argument("--journal-body-bytes", type=_size, default=_env("JOURNAL_BODY_BYTES", "4k"),
+                   help="[FAKESHIFT_JOURNAL_BODY_BYTES] bytes of each body the journal keeps; "
+                        "default 4k")
+    p.add_argument("--drill", default=_env("DRILL"),
+                   help="[FAKESHIFT_DRILL] play this drill file inside the server once ready")
+    p.add_argument("--drill-speed", type=_speed, default=_env("DRILL_SPEED", "1"),
+                   help="[FAKESHIFT_DRILL_SPEED] play the drill this many times faster; default 1")
+
+
+def _add_drill(sub) -> None:
+    p = sub.add_parser("drill", help="play a chaos drill against a running server",
+                       description="Play a drill (scenarios/drills/*.yaml) against a running "
+                                   "server through its control plane, then print a summary "
+                                   "of the traffic from the request journal.")
+    p.add_argument("file", help="the drill file (YAML)")
+    p.add_argument("--base-url", default=_env("BASE_URL", "http://127.0.0.1:8080"),
+                   help="[FAKESHIFT_BASE_URL] the server; default http://127.0.0.1:8080")
+    p.add_argument("--admin-token", default=_env("ADMIN_TOKEN"),
+                   help="[FAKESHIFT_ADMIN_TOKEN] the server's admin token, if it has one")
+    p.add_argument("--speed", type=_speed, default=1.0,
+                   help="play this many times faster (e.g. 60: a minute-long step takes 1s)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(run=_run_drill)
+
+
+def _run_drill(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        drill = Drill.from_file(args.file)
+        summary = play(drill, HttpControl(args.base_url, args.admin_token), args.speed)
+    except DrillError as exc:
+        print(f"fakeshift: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary), flush=True)
+    return 0
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -82,7 +178,19 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   deletion_delay=args.deletion_delay,
                   group_delete_users_default=args.group_delete_users_default,
                   api_keys=tuple(keys), admin_token=args.admin_token,
-                  max_body_bytes=args.max_body_bytes, access_log=args.access_log)
+                  max_body_bytes=args.max_body_bytes, access_log=args.access_log,
+                  admin_max_body_bytes=args.admin_max_body_bytes,
+                  max_header_bytes=args.max_header_bytes, max_accounts=args.max_accounts,
+                  max_profiles_per_account=args.max_profiles_per_account,
+                  state_file=args.state_file, save_interval=args.save_interval,
+                  strict_contract=args.strict_contract,
+                  faults=tuple(args.faults if args.faults is not None
+                               else _env_list("FAULTS", ";")),
+                  fault_seed=args.fault_seed, max_fault_rules=args.max_fault_rules,
+                  rate_limits=tuple(args.rate_limits if args.rate_limits is not None
+                                    else _env_list("RATE_LIMITS", ";")),
+                  journal_size=args.journal_size, journal_body_bytes=args.journal_body_bytes,
+                  drill=args.drill, drill_speed=args.drill_speed)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -93,18 +201,32 @@ def _run_serve(args: argparse.Namespace) -> int:
     try:
         # Read and check the scenario before listening, so a bad file fails at once.
         scenario = Scenario.from_file(config.scenario) if config.scenario else None
+        # Likewise a corrupt or foreign state file: one line and exit 2, never a traceback.
+        state = persistence.read(config.state_file) if config.state_file else None
+        drill = Drill.from_file(config.drill) if config.drill else None
         app = create_app(config, load_scenario=False)
     except (ScenarioError, ValueError) as exc:
         print(f"fakeshift: error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.access_log)
-    return serve(app, config.host, config.port, config.threads, scenario, config.access_log)
+    configure_logging()
+    if drill is not None:
+        play_in_server(app.extensions["fakeshift"], drill, config.drill_speed)
+    status = serve(app, config.host, config.port, config.threads, scenario, config.access_log,
+                   state=state)
+    # Exit now: a normal interpreter exit would wait on a worker still running a request past
+    # the stop budget, and free a large store object by object, both for seconds.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakeshift", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
+    _add_drill(sub)
+    contract_check.add_parser(sub)
     return parser
 
 

@@ -9,6 +9,14 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+from .errors import InvalidField
+
+
+# Far enough inside datetime's limits (years 1 and 9999) that a due time or a fault window
+# computed from any moment in range, plus the longest duration accepted, still fits.
+EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -20,11 +28,30 @@ def iso(moment: datetime) -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    """Accepts what `iso` writes and any ISO 8601 form with an offset; naive times are UTC."""
+    """Accepts what `iso` writes and any ISO 8601 form with an offset; naive times are UTC.
+    Moments outside EARLIEST..LATEST are refused with ValueError."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise ValueError(f"{text!r} is out of range") from exc
+    return _in_range(moment)
+
+
+def _in_range(moment: datetime) -> datetime:
+    if not EARLIEST <= moment <= LATEST:
+        raise ValueError(f"{iso(moment)} is outside the supported range "
+                         f"({EARLIEST.year} to {LATEST.year})")
+    return moment
+
+
+def _checked(moment: datetime) -> datetime:
+    try:
+        return _in_range(moment)
+    except ValueError as exc:
+        raise InvalidField("clock", str(exc)) from exc
 
 
 class VirtualClock:
@@ -47,6 +74,8 @@ class VirtualClock:
         return self._frozen_at is not None
 
     def freeze(self, at: datetime | None = None) -> datetime:
+        if at is not None:
+            _checked(at)
         with self._lock:
             self._frozen_at = at or (self._frozen_at or self._real_now() + self._offset)
             return self._frozen_at
@@ -60,6 +89,7 @@ class VirtualClock:
             return self._real_now() + self._offset
 
     def set(self, moment: datetime) -> datetime:
+        _checked(moment)
         with self._lock:
             if self._frozen_at is not None:
                 self._frozen_at = moment
@@ -71,8 +101,9 @@ class VirtualClock:
         with self._lock:
             step = timedelta(seconds=seconds)
             if self._frozen_at is not None:
-                self._frozen_at += step
+                self._frozen_at = _checked(self._frozen_at + step)
                 return self._frozen_at
+            _checked(self._real_now() + self._offset + step)
             self._offset += step
             return self._real_now() + self._offset
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 DEFAULT_DELETION_DELAY = 7200.0  # Blueshift: deletion "can take a couple of hours"
+DEFAULT_GROUP_DELETE_USERS = True
 
 
 @dataclass
@@ -13,17 +14,35 @@ class Config:
     port: int = 8080
     threads: int = 8
     scenario: str | None = None
-    deletion_delay: float = DEFAULT_DELETION_DELAY
+    # None: the scenario's setting, else the default. A value given here (a flag) beats both.
+    deletion_delay: float | None = None
     # The seed page says both "if omitted, users are also deleted" and "Default: false";
-    # the behavioural prose wins (see README, "Decisions").
-    group_delete_users_default: bool = True
+    # the behavioural prose wins (True), see README, "Decisions".
+    group_delete_users_default: bool | None = None
     api_keys: tuple[str, ...] = ()  # "KEY[:ROLE][@ACCOUNT]"; empty: any key is its own account
     admin_token: str | None = None
     max_body_bytes: int = 1 << 20
     admin_max_body_bytes: int = 256 << 20
     max_accounts: int = 10_000
     max_profiles_per_account: int = 2_000_000
+    # Headers past this get a 431 naming this limit; past server.WAITRESS_HEADER_FACTOR times
+    # this, waitress refuses them before the app runs (still JSON, without the limit's name).
+    max_header_bytes: int = 64 << 10
+    state_file: str | None = None  # see fakeshift/persistence.py
+    save_interval: float = 30.0
     access_log: bool = True
+    # Refuse (400) requests that break openapi/blueshift.yaml instead of only recording them.
+    strict_contract: bool = False
+    # Faults and rate limits installed at start and restored on reset (README, "faults"):
+    # compact specs ("delete_customer:status=503,first=2"), JSON strings or rule dicts.
+    faults: tuple = ()
+    fault_seed: int = 0  # seeds every rule without a seed of its own
+    max_fault_rules: int = 1000
+    rate_limits: tuple = ()  # "[OPERATION:]rate=R,burst=B[,retry_after]" or JSON
+    journal_size: int = 10_000
+    journal_body_bytes: int = 4096
+    drill: str | None = None  # a drill file played inside the server once it is ready
+    drill_speed: float = 1.0
     extra: dict = field(default_factory=dict)
 
     @classmethod

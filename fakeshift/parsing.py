@@ -7,10 +7,14 @@ the domain is touched, so bad input never changes state.
 from __future__ import annotations
 
 import json
+import math
+import re
 
 from .errors import InvalidField
 
 _JSON_TYPES = ("application/json",)
+MAX_JSON_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _DuplicateKey(ValueError):
@@ -41,7 +45,8 @@ def json_object(raw: bytes, mimetype: str) -> dict:
     except UnicodeDecodeError as exc:
         raise InvalidField("body", f"is not valid UTF-8 (byte {exc.start})") from exc
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                           parse_float=_finite_float)
     except _DuplicateKey as exc:
         raise InvalidField("body", f"has a {exc}") from exc
     except RecursionError as exc:
@@ -50,7 +55,37 @@ def json_object(raw: bytes, mimetype: str) -> dict:
         raise InvalidField("body", f"is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise InvalidField("body", f"must be a JSON object, not {_type_name(value)}")
+    _check_nesting_and_text(value)
     return value
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 parses to infinity, which JSON cannot carry back out: answers would be invalid JSON.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _check_nesting_and_text(value) -> None:
+    """Refuse bodies nested deeper than MAX_JSON_DEPTH (a deep value stored as an attribute
+    would make every later answer that shows it fail) and lone UTF-16 surrogates (valid JSON
+    escapes, but not text: they cannot be written out as UTF-8)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise InvalidField("body", "contains a lone UTF-16 surrogate (\\ud800-\\udfff)")
+            continue
+        if not isinstance(item, (dict, list)):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidField("body", f"is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+        children = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in children:
+            pending.append((key, depth))
+            pending.append((child, depth + 1))
 
 
 def _type_name(value) -> str:

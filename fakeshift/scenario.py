@@ -22,6 +22,7 @@ from .models import IDENTIFIER_KINDS, Account, Settings, Store
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+MAX_DURATION_SECONDS = 100 * 365.25 * 86400
 
 
 class ScenarioError(ValueError):
@@ -35,11 +36,19 @@ def parse_duration(value) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"{value!r} is negative")
-        return float(value)
-    match = _DURATION.match(str(value).strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a duration (use seconds, or e.g. 30s, 15m, 2h, 1d)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        seconds = value
+    else:
+        match = _DURATION.match(str(value).strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use seconds, or e.g. 30s, 15m, 2h, 1d)")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    # Any longer would push a due time or the virtual clock past what a datetime can hold.
+    # ScenarioError (a ValueError) because schema-valid documents reach this check too, and
+    # their loaders (scenarios, fault rules) report ScenarioErrors.
+    if seconds > MAX_DURATION_SECONDS:
+        raise ScenarioError(f"{value!r} is too long (at most {MAX_DURATION_SECONDS:.0f} seconds, "
+                         "100 years)")
+    return float(seconds)
 
 
 _SCHEMA = yaml.safe_load(
@@ -63,6 +72,17 @@ def _check(validator: Draft202012Validator, document, source: str) -> None:
 def check_account_fragment(fragment, source: str) -> None:
     """Validate one account's seed data (the `accounts[]` entry format)."""
     _check(_ACCOUNT_VALIDATOR, fragment, source)
+
+
+def definition_validator(name: str) -> Draft202012Validator:
+    """A validator for one of the schema's `$defs`, so the control plane and the CLI check fault
+    rules and rate limits against the same definitions as scenario files."""
+    return Draft202012Validator({"$ref": f"#/$defs/{name}", "$defs": _SCHEMA["$defs"]},
+                                format_checker=FormatChecker())
+
+
+def check_definition(validator: Draft202012Validator, document, source: str) -> None:
+    _check(validator, document, source)
 
 
 def _where(path) -> str:
@@ -97,6 +117,14 @@ class Scenario:
     @classmethod
     def from_document(cls, document, source: str = "<scenario>") -> "Scenario":
         _check(_VALIDATOR, document, source)
+        _check_chaos(document, source)
+        # Checked here, not when applied: applying starts by clearing the current state.
+        now = document.get("clock", {}).get("now")
+        if now is not None:
+            try:
+                parse_iso(now)
+            except ValueError as exc:
+                raise ScenarioError(f"{source}: clock.now: {exc}") from exc
         return cls(source, document)
 
     def settings(self, base: Settings) -> Settings:
@@ -117,6 +145,18 @@ class Scenario:
                 seed_account(account, now, spec, f"{self.source}: accounts[{position}]")
 
 
+def _check_chaos(document: dict, source: str) -> None:
+    """What the schema cannot say about fault rules (known operations, regexes, ranges)."""
+    # Imported here because the faults module builds on this one (durations, definitions).
+    from .faults import FaultSpecError, compile_rule
+
+    for position, rule in enumerate(document.get("faults", [])):
+        try:
+            compile_rule(rule, f"faults[{position}]")
+        except FaultSpecError as exc:
+            raise ScenarioError(f"{source}: {exc}") from exc
+
+
 def apply_clock(clock: VirtualClock, spec: dict) -> None:
     if "now" in spec:
         clock.set(parse_iso(spec["now"]))
@@ -131,6 +171,8 @@ def _guard(where: str):
         yield
     except BlueshiftError as exc:
         raise ScenarioError(f"{where}: {_describe(exc)}") from exc
+    except ValueError as exc:  # e.g. a created_at outside the clock's range
+        raise ScenarioError(f"{where}: {exc}") from exc
 
 
 def _describe(exc: BlueshiftError) -> str:

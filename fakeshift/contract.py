@@ -1,0 +1,346 @@
+"""The client contract: every request to a Blueshift endpoint is checked against
+`openapi/blueshift.yaml`, and what breaks it is recorded as a violation.
+
+The document is compiled once, when the app is built: one validator per operation for its path
+parameters, its query and its JSON body, with every `$ref` inlined. A request is judged by
+jsonschema-rs (compiled, about a microsecond); only a request that fails is explained again by
+jsonschema, whose errors carry what a readable violation needs. The hook runs before
+authentication, so a request with a missing or bad `Authorization` header is recorded too (with
+no account).
+
+Default mode answers as Blueshift would and only records. Strict mode refuses a request that the
+emulator would otherwise accept with 400 `{"errors": {location: ["message (rule: rule)"]}}`
+before any state changes; requests Blueshift refuses anyway (no credentials, wrong method,
+unknown path) keep their usual answer. Either way, `X-Fakeshift-Violation` names the broken rules.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import jsonschema_rs
+import yaml
+from flask import Flask, g, request
+from jsonschema import Draft202012Validator
+from werkzeug.exceptions import MethodNotAllowed
+
+from .clock import VirtualClock, iso
+from .errors import Unauthorized
+from .http import answer
+
+DOCUMENTS = {"blueshift": "blueshift.yaml", "admin": "fakeshift-admin.yaml"}
+API_PREFIX = "/api/"
+VIOLATION_HEADER = "X-Fakeshift-Violation"
+DEFAULT_VIOLATION_LIMIT = 10_000
+# Rules that Blueshift enforces itself: strict mode leaves their usual answer (401/405/404) alone.
+_REFUSED_ANYWAY = frozenset({"security", "method", "path"})
+_JSON_TYPES = ("application/json",)
+_FLASK_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
+_OPENAPI_PARAMETER = re.compile(r"\{([^{}]+)\}")
+
+
+@lru_cache(maxsize=None)
+def document_text(name: str) -> str:
+    """The YAML text of one of the project's OpenAPI documents (`blueshift` or `admin`)."""
+    return (resources.files("fakeshift.openapi") / DOCUMENTS[name]).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def load_document(name: str) -> dict:
+    return yaml.safe_load(document_text(name))
+
+
+@dataclass(frozen=True)
+class Problem:
+    location: str
+    rule: str
+    message: str
+
+
+def _inline_refs(node, document: dict):
+    """A copy of `node` with every local `$ref` replaced by what it points to (the documents
+    have no recursive schemas), so validation never resolves a reference at request time."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = document
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part.replace("~1", "/").replace("~0", "~")]
+            merged = {**_inline_refs(target, document),
+                      **{k: v for k, v in node.items() if k != "$ref"}}
+            return _inline_refs(merged, document)
+        return {key: _inline_refs(value, document) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(item, document) for item in node]
+    return node
+
+
+@lru_cache(maxsize=1024)
+def canonical_path(template: str) -> str:
+    """A path template with its parameters unnamed, so `/x/<int:list_id>` (Flask) and
+    `/x/{list_id}` (OpenAPI) compare equal whatever each side calls the parameter."""
+    return _OPENAPI_PARAMETER.sub("{}", _FLASK_PARAMETER.sub("{}", template))
+
+
+def _object_schema(parameters: list[dict]) -> dict:
+    return {
+        "type": "object",
+        "properties": {p["name"]: p.get("schema", {}) for p in parameters},
+        "required": [p["name"] for p in parameters if p.get("required")],
+        # Blueshift's document lists every parameter an endpoint takes; another is a client bug.
+        "additionalProperties": False,
+    }
+
+
+class SchemaCheck:
+    """One compiled schema: a fast verdict, and the explanation when it says no."""
+
+    __slots__ = ("is_valid", "explain")
+
+    def __init__(self, schema: dict):
+        # Formats are annotations in both, as 2020-12 has it (the only one, uuid in a path, is
+        # already enforced by Flask's converter).
+        self.is_valid = jsonschema_rs.Draft202012Validator(schema, validate_formats=False).is_valid
+        self.explain = Draft202012Validator(schema).iter_errors
+
+
+class Operation:
+    __slots__ = ("operation_id", "path_names", "query_types", "path_validator",
+                 "query_validator", "body_validator", "body_required")
+
+    def __init__(self, operation: dict, path_item: dict, document: dict):
+        self.operation_id = operation["operationId"]
+        parameters = [_inline_refs(p, document)
+                      for p in (*path_item.get("parameters", ()), *operation.get("parameters", ()))]
+        in_path = [p for p in parameters if p["in"] == "path"]
+        in_query = [p for p in parameters if p["in"] == "query"]
+        self.path_names = [p["name"] for p in in_path]
+        self.query_types = {p["name"]: p.get("schema", {}).get("type") for p in in_query}
+        self.path_validator = SchemaCheck(_object_schema(in_path))
+        self.query_validator = SchemaCheck(_object_schema(in_query))
+        body = operation.get("requestBody")
+        self.body_validator = None
+        self.body_required = False
+        if body is not None:
+            body = _inline_refs(body, document)
+            self.body_required = bool(body.get("required"))
+            schema = body["content"]["application/json"]["schema"]
+            self.body_validator = SchemaCheck(schema)
+
+
+class Contract:
+    """The compiled Blueshift document: which operation a request is, and what it breaks."""
+
+    def __init__(self, document: dict):
+        self.operations: dict[tuple[str, str], Operation] = {}
+        for template, path_item in document["paths"].items():
+            for method, operation in path_item.items():
+                if method in ("get", "put", "post", "delete", "patch", "head", "options", "trace"):
+                    key = (canonical_path(template), method.upper())
+                    self.operations[key] = Operation(operation, path_item, document)
+
+    def operation(self, rule: str, method: str) -> Operation | None:
+        return self.operations.get((canonical_path(rule), method))
+
+    def check(self, operation: Operation, view_args: dict, args, mimetype: str,
+              raw_body: bytes) -> list[Problem]:
+        problems = self._check_path(operation, view_args)
+        problems += _schema_problems(operation.query_validator,
+                                     _typed_query(args, operation.query_types), "query")
+        if operation.body_validator is not None:
+            problems += self._check_body(operation, mimetype, raw_body)
+        return problems
+
+    @staticmethod
+    def _check_path(operation: Operation, view_args: dict) -> list[Problem]:
+        # Flask's converters have already parsed the values (int, UUID); the spec sees them as
+        # text or numbers, by position since the two sides may name a parameter differently.
+        values = [v if isinstance(v, (int, str)) else str(v) for v in view_args.values()]
+        path = dict(zip(operation.path_names, values))
+        return _schema_problems(operation.path_validator, path, "path")
+
+    @staticmethod
+    def _check_body(operation: Operation, mimetype: str, raw_body: bytes) -> list[Problem]:
+        if not raw_body.strip():
+            if operation.body_required:
+                return [Problem("body", "required", "a JSON object is required")]
+            return []
+        problems = []
+        if mimetype not in _JSON_TYPES and not mimetype.endswith("+json"):
+            shown = mimetype or "missing"
+            problems.append(Problem("header.Content-Type", "content-type",
+                                    f"must be application/json, not {shown}"))
+        try:
+            body = json.loads(raw_body)
+        except (ValueError, RecursionError) as exc:
+            return [*problems, Problem("body", "json", f"is not valid JSON: {exc}")]
+        return problems + _schema_problems(operation.body_validator, body, "body")
+
+
+def _typed_query(args, types: dict) -> dict:
+    """Query text as the spec's types: the emulator reads booleans as true/false in any case."""
+    typed = {}
+    for name, text in args.items():
+        kind = types.get(name)
+        if kind == "boolean" and text.lower() in ("true", "false"):
+            typed[name] = text.lower() == "true"
+        elif kind == "integer" and re.fullmatch(r"-?\d+", text):
+            typed[name] = int(text)
+        else:
+            typed[name] = text
+    return typed
+
+
+def _schema_problems(check: SchemaCheck, instance, root: str) -> list[Problem]:
+    try:
+        if check.is_valid(instance):
+            return []
+    except UnicodeEncodeError:
+        # JSON can escape half a surrogate pair ("\ud800"); that text is not Unicode at all.
+        return [Problem(root, "json", "contains a lone UTF-16 surrogate, which is not valid "
+                                      "Unicode")]
+    problems = []
+    for error in check.explain(instance):
+        problems.extend(_describe(error, root))
+    return problems
+
+
+def _location(root: str, path) -> str:
+    location = root
+    for part in path:
+        location += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return location
+
+
+_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+               type(None): "null", int: "a number", float: "a number"}
+
+
+def _describe(error, root: str) -> list[Problem]:
+    """Readable problems for one jsonschema error, each at the field it concerns."""
+    where = _location(root, error.absolute_path)
+    rule = error.validator
+    if rule == "required":
+        return [Problem(f"{where}.{name}", rule, "is required")
+                for name in error.validator_value if name not in error.instance]
+    if rule == "additionalProperties":
+        known = error.schema.get("properties", {})
+        return [Problem(f"{where}.{name}", rule, "is not a recognised field")
+                for name in error.instance if name not in known]
+    if rule == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return [Problem(where, rule, f"must be {_article(expected)}, not "
+                                     f"{_TYPE_NAMES.get(type(error.instance), 'a value')}")]
+    if rule == "anyOf" and all(set(branch) == {"required"} for branch in error.validator_value):
+        names = ", ".join(name for branch in error.validator_value for name in branch["required"])
+        return [Problem(where, rule, f"at least one of {names} is required")]
+    description = error.schema.get("description")
+    if rule in ("anyOf", "pattern", "not") and description:
+        return [Problem(where, rule, description)]
+    return [Problem(where, rule, error.message)]
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+class ViolationLog:
+    """The newest violations, oldest first; safe to use from waitress's threads."""
+
+    def __init__(self, clock: VirtualClock, limit: int = DEFAULT_VIOLATION_LIMIT):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: deque[dict] = deque(maxlen=limit)
+        self._ids = itertools.count(1)
+
+    def record(self, account: str | None, operation: str | None, method: str, path: str,
+               problems: list[Problem]) -> None:
+        time = iso(self._clock.now())
+        with self._lock:
+            for problem in problems:
+                self._entries.append({
+                    "id": next(self._ids), "time": time, "account": account,
+                    "operation": operation, "method": method, "path": path,
+                    "location": problem.location, "rule": problem.rule,
+                    "message": problem.message,
+                })
+
+    def list(self, account: str | None = None) -> list[dict]:
+        """All violations, or one account's (`account=None` means all)."""
+        with self._lock:
+            return [dict(v) for v in self._entries if account is None or v["account"] == account]
+
+    def clear(self, account: str | None = None) -> int:
+        with self._lock:
+            before = len(self._entries)
+            if account is None:
+                self._entries.clear()
+            else:
+                kept = [v for v in self._entries if v["account"] != account]
+                self._entries.clear()
+                self._entries.extend(kept)
+            return before - len(self._entries)
+
+
+def init_app(app: Flask, emulator, blueprint: str, strict: bool) -> ViolationLog:
+    """Check every request under /api/ against the Blueshift document. Install this hook
+    after the body-size guard and before authentication."""
+    contract = Contract(load_document("blueshift"))
+    violations = ViolationLog(emulator.clock)
+    emulator.violations = violations
+    emulator.reset_hooks.append(violations.clear)
+    keyring = emulator.keyring
+
+    @app.before_request
+    def check_contract():
+        routed = request.blueprint == blueprint
+        if not routed and not request.path.startswith(API_PREFIX):
+            return None
+        try:
+            account = keyring.resolve(request.headers.get("Authorization")).account
+            problems = []
+        except Unauthorized:
+            account = None
+            problems = [Problem("header.Authorization", "security",
+                                "needs HTTP Basic credentials with a valid API key")]
+        operation = None
+        failure = request.routing_exception
+        if isinstance(failure, MethodNotAllowed):
+            allowed = ", ".join(sorted(failure.valid_methods or ()))
+            problems.append(Problem("method", "method",
+                                    f"{request.method} is not served here; use {allowed}"))
+        elif failure is not None or not routed:
+            problems.append(Problem("path", "path", "no Blueshift endpoint has this path"))
+        else:
+            operation = contract.operation(request.url_rule.rule, request.method)
+            if operation is not None:
+                problems += contract.check(operation, request.view_args or {}, request.args,
+                                           request.mimetype, request.get_data(cache=True))
+        if not problems:
+            return None
+        violations.record(account, operation and operation.operation_id, request.method,
+                          request.path, problems)
+        rules = list(dict.fromkeys(p.rule for p in problems))
+        g.contract_rules = ", ".join(rules)
+        if strict and not _REFUSED_ANYWAY.intersection(rules):
+            errors: dict[str, list[str]] = {}
+            for p in problems:
+                errors.setdefault(p.location, []).append(f"{p.message} (rule: {p.rule})")
+            return answer({"errors": errors}, 400)
+        return None
+
+    @app.after_request
+    def name_violation(response):
+        rules = g.get("contract_rules")
+        if rules:
+            response.headers[VIOLATION_HEADER] = rules
+        return response
+
+    return violations

@@ -1,0 +1,524 @@
+"""Fault injection: ordered rules that fail, slow down or cut Blueshift requests.
+
+A rule says which requests it targets (operation, method, path glob or regex, account), what
+happens (a status with Blueshift's body for it, Retry-After, latency, a dropped connection, a
+truncated or malformed body) and when (a seeded probability, the first N, every Nth, after N, a
+window on the virtual clock). The first rule that targets a request *and* fires wins.
+
+An injected fault never reaches the handler, so state is untouched; `apply` runs the handler
+first (the lost-response case) and then fails. Every injected response carries
+`X-Fakeshift-Fault: <rule id>`. A dropped connection and a truncated body cannot be expressed as a
+Flask response: `TransportFaults` (a WSGI wrapper) carries them out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import random
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+from flask import Blueprint, Flask, current_app, g, request
+from waitress.channel import ClientDisconnected
+
+from . import api
+from .clock import VirtualClock, parse_iso
+from .errors import STATUS_BODIES, InvalidField, LimitReached, NotFound
+from .http import answer
+from .journal import FAULT_KEY, require_admin
+from .parsing import json_object
+from .scenario import ScenarioError, check_definition, definition_validator, parse_duration
+
+HEADER = "X-Fakeshift-Fault"
+HEADER_RULE_ID = "header"
+DEFAULT_MAX_RULES = 1000
+MAX_LATENCY_SECONDS = 300.0
+# Per-request header rules keep counters per (account, header value); this bounds that memory.
+HEADER_RULES_KEPT = 10_000
+TRANSPORT_KEY = "fakeshift.transport"
+FLAGS = ("drop", "truncate", "malformed", "apply")
+_RULE_VALIDATOR = definition_validator("fault_rule")
+
+
+class FaultSpecError(ValueError):
+    """A fault rule that cannot be installed; the message says where and why."""
+
+
+@cache
+def blueshift_operations() -> frozenset[str]:
+    """The endpoint names a rule may target, read from the Blueshift blueprint itself."""
+    probe = Flask("fakeshift-operations")
+    probe.register_blueprint(api.bp)
+    return frozenset(name for name in probe.view_functions if name.startswith(f"{api.bp.name}."))
+
+
+def operation_name(name: str, where: str) -> str:
+    """`delete_customer` or `blueshift.delete_customer` -> the full endpoint name, checked."""
+    full = name if "." in name else f"{api.bp.name}.{name}"
+    if full not in blueshift_operations():
+        known = ", ".join(sorted(n.split(".", 1)[1] for n in blueshift_operations()))
+        raise FaultSpecError(f"{where}: operation: unknown operation {name!r} (known: {known})")
+    return full
+
+
+# ---- the compact syntax: `delete_customer:status=503,first=2` --------------------------------
+
+def parse_spec(spec) -> dict:
+    """A rule document from `[TARGET:]key=value,...`, from JSON, or a dict as it is.
+
+    TARGET is an operation (`delete_customer`), a path glob (`/api/v1/customers/*`), a method
+    and path (`POST /api/v1/customers/delete`) or `*`. Keys are the JSON fields; `drop`,
+    `truncate`, `malformed` and `apply` may stand alone; a bare number is a status; a latency
+    range is `latency=100ms..300ms`."""
+    if isinstance(spec, dict):
+        return dict(spec)
+    text = str(spec).strip()
+    if text.startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise FaultSpecError(f"{text!r}: not valid JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise FaultSpecError(f"{text!r}: a fault rule must be a JSON object")
+        return document
+    target, colon, rest = text.partition(":")
+    if colon and "=" not in target:
+        return {**_target(target.strip()), **parse_pairs(rest)}
+    return parse_pairs(text)
+
+
+def _target(target: str) -> dict:
+    if target in ("", "*"):
+        return {}
+    method, space, path = target.partition(" ")
+    if space:
+        return {"method": method, "path": path.strip()}
+    if target.startswith("/"):
+        return {"path": target}
+    return {"operation": target}
+
+
+def parse_pairs(text: str) -> dict:
+    """`status=503,first=2,drop` -> {"status": 503, "first": 2, "drop": True} (unchecked)."""
+    document: dict = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals:
+            if key.isdigit():
+                document["status"] = int(key)
+            else:
+                document[key] = True
+            continue
+        document[key] = _value(key, value.strip())
+    return document
+
+
+def _value(key: str, text: str):
+    if key == "latency" and ".." in text:
+        return [_scalar(part) for part in text.split("..", 1)]
+    return _scalar(text)
+
+
+def _scalar(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+# ---- rules ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happens to one request."""
+
+    label: str
+    status: int | None
+    retry_after: int | None
+    latency: float
+    drop: bool
+    truncate: bool
+    malformed: bool
+    apply: bool
+
+    @property
+    def fails(self) -> bool:
+        """False for latency alone: the request is slowed, then served normally."""
+        return bool(self.status or self.drop or self.truncate or self.malformed)
+
+    @property
+    def transport(self) -> str | None:
+        return "drop" if self.drop else "truncate" if self.truncate else None
+
+
+class Rule:
+    """One compiled rule with its counters. Counters and the generator are guarded by the
+    owning FaultRules' lock."""
+
+    def __init__(self, document: dict, where: str):
+        check_definition(_RULE_VALIDATOR, document, where)
+        self.document = dict(document)
+        self.id: str | None = document.get("id")
+        self.operation = (operation_name(document["operation"], where)
+                          if "operation" in document else None)
+        self.method = document["method"].upper() if "method" in document else None
+        self.path = re.compile(fnmatch.translate(document["path"])) if "path" in document else None
+        self.path_regex = _regex(document.get("path_regex"), where)
+        self.account = document.get("account")
+        self.status = document.get("status")
+        self.retry_after = document.get("retry_after")
+        self.latency = _latency(document.get("latency"), where)
+        self.drop, self.truncate, self.malformed, self.apply = (
+            bool(document.get(flag)) for flag in FLAGS)
+        self.probability = document.get("probability")
+        self.first = document.get("first")
+        self.every = document.get("every")
+        self.after = document.get("after")
+        self.window_from = _moment(document.get("from"))
+        self.window_until = _moment(document.get("until"))
+        self._check_combination(where)
+        self.rng = random.Random(document.get("seed", 0))
+        self.matched = 0
+        self.applied = 0
+
+    def _check_combination(self, where: str) -> None:
+        if self.drop and (self.status or self.truncate or self.malformed or self.retry_after):
+            raise FaultSpecError(f"{where}: drop sends no response, so it cannot have a status, "
+                                 "retry_after, truncate or malformed")
+        if self.truncate and self.malformed:
+            raise FaultSpecError(f"{where}: choose truncate or malformed, not both")
+        if self.retry_after is not None and not self.status:
+            raise FaultSpecError(f"{where}: retry_after needs a status")
+        if self.apply and not (self.status or self.drop or self.truncate or self.malformed):
+            raise FaultSpecError(f"{where}: apply needs a failure to follow the handler "
+                                 "(status, drop, truncate or malformed)")
+        if self.window_from and self.window_until and self.window_from >= self.window_until:
+            raise FaultSpecError(f"{where}: from must be earlier than until")
+
+    def targets(self, operation: str | None, method: str, path: str, account: str | None) -> bool:
+        return ((self.operation is None or self.operation == operation)
+                and (self.method is None or self.method == method)
+                and (self.path is None or self.path.match(path) is not None)
+                and (self.path_regex is None or self.path_regex.fullmatch(path) is not None)
+                and (self.account is None or self.account == account))
+
+    def fires(self, clock: VirtualClock) -> bool:
+        """Count one targeted request and say whether the fault applies to it (lock held)."""
+        if self.window_from or self.window_until:
+            now = clock.now()
+            if (self.window_from and now < self.window_from) or (
+                    self.window_until and now >= self.window_until):
+                return False
+        self.matched += 1
+        if self.first is not None and self.matched > self.first:
+            return False
+        if self.after is not None and self.matched <= self.after:
+            return False
+        if self.every is not None and self.matched % self.every:
+            return False
+        if self.probability is not None and self.rng.random() >= self.probability:
+            return False
+        self.applied += 1
+        return True
+
+    def outcome(self) -> Outcome:
+        """The fault for a request this rule fired on (lock held: the latency draw uses rng)."""
+        low, high = self.latency
+        latency = low if low == high else self.rng.uniform(low, high)
+        return Outcome(self.id or HEADER_RULE_ID, self.status, self.retry_after, latency,
+                       self.drop, self.truncate, self.malformed, self.apply)
+
+    def view(self) -> dict:
+        return {"id": self.id, **self.document, "matched": self.matched, "applied": self.applied}
+
+
+def _regex(pattern: str | None, where: str):
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise FaultSpecError(f"{where}: path_regex: not a valid regular expression: {exc}") from exc
+
+
+def _latency(value, where: str) -> tuple[float, float]:
+    if value is None:
+        return 0.0, 0.0
+    low, high = (value, value) if not isinstance(value, list) else value
+    low, high = parse_duration(low), parse_duration(high)
+    if low > high:
+        raise FaultSpecError(f"{where}: latency: the range must go from low to high")
+    if high > MAX_LATENCY_SECONDS:
+        raise FaultSpecError(f"{where}: latency: at most {MAX_LATENCY_SECONDS:g}s")
+    return low, high
+
+
+def _moment(text: str | None) -> datetime | None:
+    return parse_iso(text) if text is not None else None
+
+
+def compile_rule(document, where: str) -> Rule:
+    """Check one rule document completely (schema, operation, regex, combinations)."""
+    try:
+        return Rule(document, where)
+    except ScenarioError as exc:
+        raise FaultSpecError(str(exc)) from exc
+
+
+class FaultRules:
+    """The server's ordered rule set. One lock guards every rule's counters and generator;
+    reading the rule tuple needs none (it is replaced, never changed in place)."""
+
+    def __init__(self, clock: VirtualClock, seed: int = 0, max_rules: int = DEFAULT_MAX_RULES):
+        self.clock = clock
+        self.seed = seed
+        self.max_rules = max_rules
+        self._lock = threading.Lock()
+        self._rules: tuple[Rule, ...] = ()
+        self._header_rules: OrderedDict[tuple, Rule] = OrderedDict()
+        self._last_number = 0
+
+    # -- changing the set -----------------------------------------------------------------
+
+    def add(self, document) -> dict:
+        rule = compile_rule(document, "fault rule")
+        with self._lock:
+            if len(self._rules) >= self.max_rules:
+                raise LimitReached(f"Too many fault rules: the limit is {self.max_rules} "
+                                   "(--max-fault-rules / FAKESHIFT_MAX_FAULT_RULES)")
+            taken = {r.id for r in self._rules}
+            if rule.id in taken:
+                raise InvalidField("id", f"{rule.id!r} is already in use")
+            self._assign_id(rule, taken)
+            self._rules = (*self._rules, rule)
+            return rule.view()
+
+    def remove(self, rule_id: str) -> bool:
+        with self._lock:
+            kept = tuple(rule for rule in self._rules if rule.id != rule_id)
+            removed = len(kept) != len(self._rules)
+            self._rules = kept
+            return removed
+
+    def clear(self) -> int:
+        with self._lock:
+            removed = len(self._rules)
+            self._rules = ()
+            self._header_rules.clear()
+            return removed
+
+    def export_rules(self) -> list[dict]:
+        """The rule documents with their ids, enough for import_rules to rebuild the set."""
+        return [{**rule.document, "id": rule.id} for rule in self._rules]
+
+    def import_rules(self, documents: list) -> None:
+        """Replace every rule (counters start again at zero); all or nothing."""
+        if len(documents) > self.max_rules:
+            raise FaultSpecError(f"{len(documents)} fault rules: the limit is {self.max_rules}")
+        rules = [compile_rule(parse_spec(document), f"faults[{position}]")
+                 for position, document in enumerate(documents)]
+        taken: set = set()
+        for position, rule in enumerate(rules):
+            if rule.id is not None:
+                if rule.id in taken:
+                    raise FaultSpecError(f"faults[{position}]: id {rule.id!r} is used twice")
+                taken.add(rule.id)
+        with self._lock:
+            self._last_number = 0
+            for rule in rules:
+                self._assign_id(rule, taken)
+                taken.add(rule.id)
+            self._rules = tuple(rules)
+            self._header_rules.clear()
+
+    def _assign_id(self, rule: Rule, taken: set) -> None:
+        """Name the rule f1, f2, ... unless it has an id, and seed its generator from the server
+        seed and that id unless the rule has a seed of its own."""
+        if rule.id is None:
+            self._last_number += 1
+            while f"f{self._last_number}" in taken:
+                self._last_number += 1
+            rule.id = f"f{self._last_number}"
+        if "seed" not in rule.document:
+            # A string seed is hashed with SHA-512: the same on every run and every machine.
+            rule.rng = random.Random(f"{self.seed}:{rule.id}")
+
+    def rules(self) -> list[dict]:
+        with self._lock:
+            return [rule.view() for rule in self._rules]
+
+    # -- deciding -------------------------------------------------------------------------
+
+    def decide(self, operation: str | None, method: str, path: str,
+               account: str | None) -> Outcome | None:
+        rules = self._rules
+        if not rules:
+            return None
+        with self._lock:
+            for rule in rules:
+                if rule.targets(operation, method, path, account) and rule.fires(self.clock):
+                    return rule.outcome()
+        return None
+
+    def decide_header(self, value: str, operation: str | None, method: str, path: str,
+                      account: str | None) -> Outcome | None:
+        """The fault a request asks for in its own header. Its counters (first=2, every=3, ...)
+        are kept per account and header value, so a client sending the same header on every
+        call gets "fail twice, then succeed"."""
+        key = (account, value)
+        with self._lock:
+            rule = self._header_rules.get(key)
+            if rule is not None:
+                self._header_rules.move_to_end(key)
+        if rule is None:
+            try:
+                document = parse_spec(value)
+            except FaultSpecError as exc:
+                raise InvalidField(HEADER, str(exc)) from exc
+            document.pop("id", None)
+            try:
+                fresh = compile_rule(document, HEADER)
+            except FaultSpecError as exc:
+                raise InvalidField(HEADER, str(exc)) from exc
+            fresh.id = HEADER_RULE_ID
+            if "seed" not in document:
+                fresh.rng = random.Random(f"{self.seed}:{HEADER_RULE_ID}:{account}:{value}")
+            with self._lock:
+                rule = self._header_rules.setdefault(key, fresh)
+                while len(self._header_rules) > HEADER_RULES_KEPT:
+                    self._header_rules.popitem(last=False)
+        with self._lock:
+            if rule.targets(operation, method, path, account) and rule.fires(self.clock):
+                return rule.outcome()
+        return None
+
+
+# ---- the HTTP side -----------------------------------------------------------------------------
+
+class TransportFaults:
+    """WSGI wrapper for what a Flask response cannot say: under waitress, raising
+    ClientDisconnected before start_response closes the socket with no response at all, and a
+    body shorter than its Content-Length makes waitress close the connection mid-body."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        def start_or_drop(status, headers, exc_info=None):
+            if environ.get(TRANSPORT_KEY) == "drop":
+                raise ClientDisconnected(f"fault {environ.get(FAULT_KEY)} dropped the connection")
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, start_or_drop)
+        if environ.get(TRANSPORT_KEY) != "truncate":
+            return result
+        try:
+            whole = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        return [whole[:len(whole) // 2]]
+
+
+def init_app(app: Flask, rules: FaultRules) -> None:
+    """Faults for Blueshift requests (never the control plane), after auth has named the
+    account. The header rule, when a request sends one, is asked first."""
+
+    @app.before_request
+    def inject_fault():
+        if request.blueprint != api.bp.name:
+            return None
+        api_key = g.get("api_key")
+        account = api_key.account if api_key is not None else None
+        target = (request.endpoint, request.method, request.path, account)
+        header = request.headers.get(HEADER)
+        outcome = rules.decide_header(header, *target) if header is not None else None
+        if outcome is None:
+            outcome = rules.decide(*target)
+        if outcome is None:
+            return None
+        g.fault = outcome
+        request.environ[FAULT_KEY] = outcome.label
+        if outcome.transport:
+            request.environ[TRANSPORT_KEY] = outcome.transport
+        if outcome.latency:
+            time.sleep(outcome.latency)
+        if outcome.apply or not outcome.fails:
+            return None
+        status = outcome.status or 200
+        return answer(STATUS_BODIES.get(status, api.OK), status)
+
+    @app.after_request
+    def finish_fault(response):
+        outcome = g.get("fault")
+        if outcome is None:
+            return response
+        if outcome.apply and outcome.status:
+            # The handler ran and changed state; its answer is lost and the fault's goes out.
+            response = answer(STATUS_BODIES[outcome.status], outcome.status)
+        if outcome.malformed:
+            data = response.get_data()
+            response.set_data(data[:len(data) // 2])
+        response.headers[HEADER] = outcome.label
+        if outcome.retry_after is not None:
+            response.headers["Retry-After"] = str(outcome.retry_after)
+        return response
+
+    app.register_blueprint(bp)
+    app.wsgi_app = TransportFaults(app.wsgi_app)
+
+
+bp = Blueprint("faults", __name__, url_prefix="/_fakeshift")
+bp.before_request(require_admin)
+
+
+def _rules() -> FaultRules:
+    return current_app.extensions["fakeshift"].faults
+
+
+@bp.get("/faults")
+def list_faults():
+    rules = _rules().rules()
+    return answer({"count": len(rules), "rules": rules})
+
+
+@bp.post("/faults")
+def add_fault():
+    """One rule: a JSON object, or the compact syntax as text/plain."""
+    raw = request.get_data(cache=True)
+    try:
+        if request.mimetype == "text/plain":
+            document = parse_spec(raw.decode("utf-8"))
+        else:
+            document = json_object(raw, request.mimetype)
+        return answer(_rules().add(document))
+    except UnicodeDecodeError as exc:
+        raise InvalidField("body", "is not valid UTF-8") from exc
+    except FaultSpecError as exc:
+        raise InvalidField("fault", str(exc)) from exc
+
+
+@bp.delete("/faults/<rule_id>")
+def remove_fault(rule_id: str):
+    if not _rules().remove(rule_id):
+        raise NotFound(f"No fault rule has the id {rule_id!r}")
+    return answer({"status": "ok", "removed": rule_id})
+
+
+@bp.delete("/faults")
+def clear_faults():
+    return answer({"status": "ok", "removed": _rules().clear()})

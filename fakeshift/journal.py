@@ -1,0 +1,269 @@
+"""The request journal: a bounded ring buffer of the requests the server answered or dropped.
+
+It sits outermost around the Flask app (a WSGI wrapper), so it also sees connections a fault
+dropped. Flask hooks only leave the account, operation and body in the WSGI environ; recording
+costs one clock read, a tuple and a deque append under a lock. Bodies are kept as raw bytes, cut
+to a bound, and decoded only when someone reads the journal.
+
+Not journaled: health and readiness probes (a container polls them every second and they would
+push real traffic out), and reads of the journal itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from typing import NamedTuple
+
+from flask import Blueprint, Flask, current_app, g, request
+from waitress.channel import ClientDisconnected
+from werkzeug.exceptions import HTTPException
+
+from .clock import VirtualClock, iso, parse_iso
+from .errors import InvalidField, Unauthorized
+from .http import answer
+
+# Keys the Flask hooks and the fault and rate-limit modules leave in the WSGI environ.
+ACCOUNT_KEY = "fakeshift.account"
+OPERATION_KEY = "fakeshift.operation"
+BODY_KEY = "fakeshift.body"
+FAULT_KEY = "fakeshift.fault"
+
+DEFAULT_SIZE = 10_000
+DEFAULT_BODY_BYTES = 4096
+JOURNAL_PATH = "/_fakeshift/journal"
+_PROBE_PATHS = frozenset({"/_fakeshift/health", "/_fakeshift/ready"})
+
+
+class Entry(NamedTuple):
+    id: int
+    time: datetime
+    account: str | None
+    operation: str | None
+    method: str
+    path: str
+    query: str
+    body: bytes | None
+    body_size: int
+    status: int | None  # None: the connection was dropped with no response
+    latency_ms: float
+    fault: str | None
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "time": iso(self.time), "account": self.account,
+            "operation": self.operation, "method": self.method, "path": self.path,
+            "query": self.query,
+            "body": None if self.body is None else self.body.decode("utf-8", "replace"),
+            "body_size": self.body_size, "status": self.status,
+            "latency_ms": round(self.latency_ms, 3), "fault": self.fault,
+        }
+
+
+class JournalQuery(NamedTuple):
+    account: str | None = None
+    method: str | None = None
+    path: str | None = None  # exact, or a glob when it has * ? or [
+    operation: str | None = None  # "blueshift.forget" or "forget"
+    status: str | None = None  # "503", "5xx", or "none" for dropped connections
+    fault: str | None = None  # a rule id, or "any"
+    since: datetime | None = None
+    until: datetime | None = None
+    after: int | None = None  # only entries with a larger id
+    limit: int | None = None  # the newest N of the matches
+
+    def matches(self, entry: Entry) -> bool:
+        return ((self.account is None or entry.account == self.account)
+                and (self.method is None or entry.method == self.method)
+                and (self.path is None or _path_matches(self.path, entry.path))
+                and (self.operation is None or _operation_matches(self.operation,
+                                                                   entry.operation))
+                and (self.status is None or _status_matches(self.status, entry.status))
+                and (self.fault is None or _fault_matches(self.fault, entry.fault))
+                and (self.since is None or entry.time >= self.since)
+                and (self.until is None or entry.time < self.until)
+                and (self.after is None or entry.id > self.after))
+
+
+def _path_matches(pattern: str, path: str) -> bool:
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(path, pattern)
+    return path == pattern
+
+
+def _operation_matches(wanted: str, operation: str | None) -> bool:
+    """`blueshift.forget`, or `forget` as fault rules and violations name it."""
+    if operation is None:
+        return False
+    return operation == wanted or ("." not in wanted and operation.endswith("." + wanted))
+
+
+def _status_matches(wanted: str, status: int | None) -> bool:
+    if wanted == "none":
+        return status is None
+    if status is None:
+        return False
+    if wanted.endswith("xx"):
+        return status // 100 == int(wanted[0])
+    return status == int(wanted)
+
+
+def _fault_matches(wanted: str, fault: str | None) -> bool:
+    return fault is not None if wanted == "any" else fault == wanted
+
+
+class Journal:
+    """Newest `capacity` requests. Safe to share between waitress's threads."""
+
+    def __init__(self, clock: VirtualClock, capacity: int = DEFAULT_SIZE,
+                 body_bytes: int = DEFAULT_BODY_BYTES):
+        if capacity < 1:
+            raise ValueError("the journal size must be at least 1")
+        self.clock = clock
+        self.capacity = capacity
+        self.body_bytes = body_bytes
+        self._entries: deque[Entry] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+        self._last_id = 0
+
+    def record(self, method: str, path: str, query: str, account: str | None,
+               operation: str | None, body: bytes | None, body_size: int, status: int | None,
+               latency_ms: float, fault: str | None) -> None:
+        now = self.clock.now()
+        with self._lock:
+            self._last_id += 1
+            self._entries.append(Entry(self._last_id, now, account, operation, method, path,
+                                       query, body, body_size, status, latency_ms, fault))
+
+    def search(self, query: JournalQuery) -> tuple[int, list[dict]]:
+        """(how many entries match, the matching entries oldest first, newest `limit` only)."""
+        with self._lock:
+            entries = list(self._entries)
+        found = [entry for entry in entries if query.matches(entry)]
+        kept = found if query.limit is None else found[len(found) - query.limit:]
+        return len(found), [entry.to_dict() for entry in kept]
+
+    def clear(self) -> int:
+        with self._lock:
+            dropped = len(self._entries)
+            self._entries.clear()
+            return dropped
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class JournalMiddleware:
+    """The outermost WSGI layer: times each request and records it, dropped connections too."""
+
+    def __init__(self, app, journal: Journal):
+        self.app = app
+        self.journal = journal
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "")
+        if path in _PROBE_PATHS or (path == JOURNAL_PATH and method == "GET"):
+            return self.app(environ, start_response)
+        started = time.perf_counter()
+        seen_status = []
+
+        def recording_start_response(status, headers, exc_info=None):
+            seen_status.append(status)
+            return start_response(status, headers, exc_info)
+
+        try:
+            result = self.app(environ, recording_start_response)
+        except ClientDisconnected:
+            self._record(environ, method, path, None, started)
+            raise
+        self._record(environ, method, path, int(seen_status[-1][:3]) if seen_status else None,
+                     started)
+        return result
+
+    def _record(self, environ, method, path, status, started) -> None:
+        body = environ.get(BODY_KEY)
+        self.journal.record(method, path, environ.get("QUERY_STRING", ""),
+                            environ.get(ACCOUNT_KEY), environ.get(OPERATION_KEY),
+                            body[:self.journal.body_bytes] if body is not None else None,
+                            len(body) if body is not None else 0, status,
+                            (time.perf_counter() - started) * 1000, environ.get(FAULT_KEY))
+
+
+def require_admin():
+    """before_request for control-plane blueprints outside `admin`: the same admin token."""
+    if not current_app.extensions["fakeshift"].keyring.admin_allowed(request.headers):
+        raise Unauthorized()
+
+
+bp = Blueprint("journal", __name__, url_prefix="/_fakeshift")
+bp.before_request(require_admin)
+
+
+@bp.get("/journal")
+def read_journal():
+    count, entries = current_app.extensions["fakeshift"].journal.search(
+        query_from_args(request.args))
+    return answer({"count": count, "entries": entries})
+
+
+@bp.delete("/journal")
+def clear_journal():
+    return answer({"status": "ok", "cleared": current_app.extensions["fakeshift"].journal.clear()})
+
+
+_QUERY_FIELDS = frozenset(JournalQuery._fields)
+
+
+def query_from_args(args) -> JournalQuery:
+    """A JournalQuery from query parameters; a 400 naming the parameter for anything wrong."""
+    unknown = sorted(set(args) - _QUERY_FIELDS)
+    if unknown:
+        raise InvalidField(unknown[0], f"is not a journal filter (use {', '.join(JournalQuery._fields)})")
+    values: dict = {name: args[name] for name in ("account", "path", "operation", "fault")
+                    if name in args}
+    if "method" in args:
+        values["method"] = args["method"].upper()
+    if "status" in args:
+        status = args["status"].strip().lower()
+        valid = status == "none" or (len(status) == 3 and (
+            status.isdigit() or (status[0] in "12345" and status[1:] == "xx")))
+        if not valid:
+            raise InvalidField("status", "must be a status code (503), a class (5xx) or none")
+        values["status"] = status
+    for name in ("since", "until"):
+        if name in args:
+            try:
+                values[name] = parse_iso(args[name])
+            except ValueError as exc:
+                raise InvalidField(name, f"is not an ISO 8601 date-time: {exc}") from exc
+    for name, least in (("after", 0), ("limit", 0)):
+        if name in args:
+            text = args[name]
+            if not text.isdigit() or int(text) < least:
+                raise InvalidField(name, f"must be a whole number >= {least}")
+            values[name] = int(text)
+    return JournalQuery(**values)
+
+
+def init_app(app: Flask, journal: Journal) -> None:
+    """Record every request; the Flask side only notes who called what with which body."""
+
+    @app.after_request
+    def note_request(response):
+        environ = request.environ
+        api_key = g.get("api_key")
+        environ[ACCOUNT_KEY] = api_key.account if api_key is not None else None
+        environ[OPERATION_KEY] = request.endpoint
+        try:
+            environ[BODY_KEY] = request.get_data(cache=True)
+        except HTTPException:
+            # Too large or cut short by the client: the status already says so.
+            environ[BODY_KEY] = None
+        return response
+
+    app.register_blueprint(bp)
+    app.wsgi_app = JournalMiddleware(app.wsgi_app, journal)

@@ -1,0 +1,1 @@
+"""The project's OpenAPI documents, installed as the package data `fakeshift.openapi`."""

@@ -1,0 +1,252 @@
+"""State that survives a restart: `fakeshift serve --state-file`, saved on stop and periodically,
+atomically, and refused with one clear line when the file is corrupt or not ours."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import ROOT, basic
+from fakeshift import persistence
+from fakeshift.clock import VirtualClock
+from fakeshift.models import Account, Settings, Store
+
+
+def _admin(server, method: str, path: str, **kwargs):
+    response = requests.request(method, f"{server.url}/_fakeshift{path}", timeout=30, **kwargs)
+    assert response.status_code == 200, (path, response.status_code, response.text)
+    return response.json()
+
+
+def _blueshift(server, key: str, method: str, path: str, **kwargs):
+    return requests.request(method, f"{server.url}/api/v1{path}", headers=basic(key),
+                            timeout=30, **kwargs)
+
+
+def _write_rich_state(server) -> None:
+    """Every kind of record the emulator holds, in two accounts."""
+    _admin(server, "PUT", "/settings", json={"deletion_delay": "3h",
+                                              "group_delete_users_default": False})
+    _admin(server, "POST", "/clock/freeze", json={"at": "2031-05-04T03:02:01.123456Z"})
+    _admin(server, "POST", "/accounts/acme/seed", json={
+        "deletion_delay": "45m",
+        "profiles": [{"email": "dup@example.com", "count": 60, "attributes": {"tier": "gold"}},
+                     {"email": "alice@example.com", "customer_id": "c-1", "cookie": "ck",
+                      "device_id": "dev", "attributes": {"nested": {"a": [1, 2.5, None, True]}}},
+                     {"email": "bob@example.com", "created_at": "2020-01-01T00:00:00Z"}],
+        "generate": [{"count": 200, "email": "gen{n}@example.com", "customer_id": "g{n}"}],
+        "suppressed": [{"email": "never@example.com"}, {"cookie": "tracked-cookie"}],
+        "lists": [{"name": "Newsletter", "members": ["alice@example.com", "dup@example.com"]},
+                  {"name": "By id", "source": "customer_id", "id": 5000, "members": ["g7"]}],
+        "groups": [{"group_id": "vip", "attributes": {"email": "owner@example.com"},
+                    "members": [{"email": "bob@example.com"}, {"customer_id": "g9"}]}],
+    })
+    delete = _blueshift(server, "acme", "POST",
+                        "/customers/delete?delete_all_matching_customers=true",
+                        json={"email": "dup@example.com"})
+    assert delete.headers["X-Fakeshift-Scheduled"] == "50"
+    assert _blueshift(server, "acme", "POST", "/customers/forget",
+                      json={"email": "gen3@example.com"}).status_code == 200
+    _admin(server, "POST", "/accounts/globex/seed", json={"profiles": [{"customer_id": "x"}]})
+    _admin(server, "POST", "/faults", json={"id": "flaky-delete", "operation": "delete_customer",
+                                            "status": 503, "probability": 0.0, "seed": 4})
+    _admin(server, "POST", "/faults", json={"path": "/api/v1/customers/forget", "latency": "1ms",
+                                            "account": "globex"})
+    _admin(server, "PUT", "/rate-limits", json={"rate": 1000, "burst": 1000})
+    assert _blueshift(server, "globex", "POST", "/customers",
+                      json={"customer_id": "y", "plan": "pro"}).status_code == 200
+
+
+def _everything(server) -> dict:
+    names = sorted(a["account"] for a in _admin(server, "GET", "/accounts")["accounts"])
+    return {
+        "accounts": {name: _admin(server, "GET", f"/accounts/{name}") for name in names},
+        "settings": _admin(server, "GET", "/settings"),
+        "clock": _admin(server, "GET", "/clock"),
+        "faults": _admin(server, "GET", "/faults"),
+        "rate_limits": {k: v for k, v in _admin(server, "GET", "/rate-limits").items()
+                        if k != "buckets"},
+    }
+
+
+def test_a_rich_state_survives_sigterm_and_restart_field_by_field(start_server, tmp_path):
+    state_file = tmp_path / "state.json"
+    first = start_server("--state-file", str(state_file), "--access-log", "false")
+    _write_rich_state(first)
+    before = _everything(first)
+    assert first.stop(signal.SIGTERM) < 3 and first.process.returncode == 0
+
+    saved = json.loads(state_file.read_text())
+    assert (saved["format"], saved["version"]) == ("fakeshift-state", 1)
+    second = start_server("--state-file", str(state_file), "--access-log", "false")
+    after = _everything(second)
+
+    assert sorted(after["accounts"]) == ["acme", "globex"]
+    for name, account in before["accounts"].items():
+        restored = after["accounts"][name]
+        for field in ("uuid", "settings", "stats", "suppressed", "lists", "groups"):
+            assert restored[field] == account[field], (name, field)
+        assert len(restored["profiles"]) == len(account["profiles"])
+        for old, new in zip(account["profiles"], restored["profiles"]):
+            assert new == old
+    assert before["accounts"]["acme"]["stats"]["pending_deletion"] == 51
+    assert after["settings"] == before["settings"]
+    assert after["faults"] == before["faults"] and len(str(after["faults"])) > 100
+    assert after["rate_limits"] == before["rate_limits"] and after["rate_limits"]["enabled"]
+    # A frozen clock keeps its moment; its offset from real time naturally grows meanwhile.
+    assert after["clock"]["now"] == before["clock"]["now"] == "2031-05-04T03:02:01.123456Z"
+    assert after["clock"]["frozen"] is True
+
+    # The restored state behaves, not just looks, the same: the remaining 10 duplicates are
+    # matched oldest first, and suppression still holds.
+    delete = _blueshift(second, "acme", "POST",
+                        "/customers/delete?delete_all_matching_customers=true",
+                        json={"email": "dup@example.com"})
+    assert delete.headers["X-Fakeshift-Scheduled"] == "10"
+    suppressed = _blueshift(second, "acme", "POST", "/customers", json={"email": "never@example.com"})
+    assert suppressed.headers.get("X-Fakeshift-Suppressed") == "true"
+
+
+def test_pending_deletions_fall_due_after_a_restart(tmp_path):
+    clock = VirtualClock()
+    clock.freeze()
+    store = Store(clock, Settings(deletion_delay=3600))
+    with store.open("acme") as (account, now):
+        for _ in range(3):
+            account.new_profile(now, {"email": "dup@example.com"})
+        account.delete(now, {"email": "dup@example.com"}, all_matching=True)
+        account.new_profile(now, {"email": "late@example.com"})
+    restored = Store(clock, store.settings)
+    restored.restore(json.loads(json.dumps(store.to_state())))
+    with restored.open("acme") as (account, now):
+        assert account.state() == store._accounts["acme"].state()
+        newest = account.new_profile(now, {"email": "newest@example.com"})
+        assert newest.seq == 4  # the sequence continues, so "oldest first" stays right
+    clock.advance(3600)
+    with restored.open("acme") as (account, _now):
+        assert account.stats()["profiles"] == 2 and account.stats()["purged"] == 3
+        assert account.lookup("email", "dup@example.com") == []
+
+
+def test_a_periodic_save_survives_sigkill(start_server, tmp_path):
+    state_file = tmp_path / "state.json"
+    server = start_server("--state-file", str(state_file), "--save-interval", "0.2",
+                          "--access-log", "false")
+    _admin(server, "POST", "/clock/advance", json={"by": "1h"})
+    _admin(server, "POST", "/accounts/acme/seed",
+           json={"generate": [{"count": 500, "email": "u{n}@example.com"}]})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if state_file.exists() and json.loads(state_file.read_text())["accounts"]:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("no periodic save within 10 s")
+    server.stop(signal.SIGKILL)
+    restarted = start_server("--state-file", str(state_file), "--access-log", "false")
+    assert _admin(restarted, "GET", "/accounts/acme")["stats"]["profiles"] == 500
+    # A running clock keeps its offset from real time across the restart.
+    assert _admin(restarted, "GET", "/clock")["offset_seconds"] == pytest.approx(3600, abs=1)
+
+
+def test_sigkill_while_saving_never_leaves_a_corrupt_file(start_server, tmp_path):
+    """A large state saved every 50 ms: a kill at any moment leaves the previous or the next
+    complete file, which loads; no temporary file survives as the state."""
+    state_file = tmp_path / "state.json"
+    rng = random.Random(6)
+    expected = 0
+    for round_number in range(3):
+        server = start_server("--state-file", str(state_file), "--save-interval", "0.05",
+                              "--access-log", "false")
+        if round_number:
+            assert _admin(server, "GET", "/accounts/acme")["stats"]["profiles"] == expected
+        _admin(server, "POST", "/accounts/acme/seed",
+               json={"generate": [{"count": 20000, "email": f"r{round_number}-{{n}}@example.com"}]})
+        expected += 20000
+        time.sleep(rng.uniform(0.3, 0.6))
+        server.stop(signal.SIGKILL)
+        document = persistence.read(state_file)  # raises if damaged
+        assert len(document["accounts"][0]["profiles"]) in (expected - 20000, expected)
+        expected = len(document["accounts"][0]["profiles"])
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
+    assert all(name.endswith(".tmp") for name in leftovers)
+
+
+def _serve_and_fail(state_file: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fakeshift", "serve", "--port", "0", "--state-file", str(state_file)],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )
+
+
+def _valid_document() -> dict:
+    store = Store(VirtualClock(), Settings())
+    with store.open("acme") as (account, now):
+        account.new_profile(now, {"email": "a@example.com"})
+    return {"format": "fakeshift-state", "version": 1, "clock": {"frozen_at": None,
+            "offset_seconds": 0}, "settings": {}, "accounts": store.to_state(), "faults": [],
+            "rate_limits": {}}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda text: text[: len(text) // 2], "not valid JSON"),
+    (lambda text: "\xff\xfe garbage", "not valid JSON"),
+    (lambda text: json.dumps({"accounts": []}), "not a fakeshift state file"),
+    (lambda text: json.dumps([1, 2]), "not a fakeshift state file"),
+    (lambda text: text.replace('"version":1', '"version":99'), "version 99 is not supported"),
+    (lambda text: text.replace('"accounts":[', '"accounts":7,"x":['), "damaged state file"),
+    (lambda text: text.replace('"seq":0,', ''), "damaged state file: missing field 'seq'"),
+    (lambda text: text.replace('"seq":0,', '"seq":"0",'), "seq or attributes of the wrong type"),
+    (lambda text: text.replace('"attributes":null', '"attributes":[1]'), "of the wrong type"),
+    (lambda text: text.replace('"created_at":"', '"created_at":"yesterday'), "damaged state file"),
+])
+def test_a_corrupt_or_foreign_state_file_is_one_line_and_exit_2(tmp_path, damage, message):
+    state_file = tmp_path / "state.json"
+    state_file.write_text(damage(json.dumps(_valid_document(), separators=(",", ":"))))
+    before = state_file.read_bytes()
+    result = _serve_and_fail(state_file)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    error_lines = result.stderr.strip().splitlines()
+    assert len(error_lines) == 1 and error_lines[0].startswith("fakeshift: error: ")
+    assert str(state_file) in error_lines[0] and message in error_lines[0], error_lines
+    assert state_file.read_bytes() == before  # a refused file is never overwritten
+
+
+def test_a_missing_state_file_is_a_first_start(start_server, tmp_path):
+    state_file = tmp_path / "new" / "state.json"
+    state_file.parent.mkdir()
+    server = start_server("--state-file", str(state_file), "--access-log", "false")
+    _admin(server, "POST", "/accounts/fresh/seed", json={"profiles": [{"email": "a@example.com"}]})
+    server.stop()
+    assert persistence.read(state_file)["accounts"][0]["name"] == "fresh"
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+    state_file = tmp_path / "state.json"
+    persistence.write_atomically(state_file, {"generation": 1})
+    with pytest.raises(ValueError):
+        persistence.write_atomically(state_file, {"generation": float("nan")})
+    assert json.loads(state_file.read_text()) == {"generation": 1}
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_accounts_over_the_limit_in_a_state_file_are_refused(tmp_path):
+    store = Store(VirtualClock(), Settings())
+    for name in ("a", "b", "c"):
+        with store.open(name):
+            pass
+    small = Store(VirtualClock(), Settings(max_accounts=2))
+    with pytest.raises(Exception, match="max_accounts"):
+        small.restore(store.to_state())
+    assert small.account_names() == []
+    assert isinstance(Account.from_state(store.to_state()[0], small.settings), Account)
