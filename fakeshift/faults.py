@@ -80,17 +80,22 @@ def parse_spec(spec) -> dict:
         return dict(spec)
     text = str(spec).strip()
     if text.startswith("{"):
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            raise FaultSpecError(f"{text!r}: not valid JSON: {exc}") from exc
-        if not isinstance(document, dict):
-            raise FaultSpecError(f"{text!r}: a fault rule must be a JSON object")
-        return document
+        return json_spec(text, "a fault rule")
     target, colon, rest = text.partition(":")
     if colon and "=" not in target:
         return {**_target(target.strip()), **parse_pairs(rest)}
     return parse_pairs(text)
+
+
+def json_spec(text: str, what: str) -> dict:
+    """A flag or header value written as a JSON object."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise FaultSpecError(f"{text!r}: not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise FaultSpecError(f"{text!r}: {what} must be a JSON object")
+    return document
 
 
 def _target(target: str) -> dict:

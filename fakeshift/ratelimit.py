@@ -8,7 +8,6 @@ requests pass; advancing the clock by 1/rate seconds lets one more through.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 
@@ -17,7 +16,7 @@ from flask import Blueprint, Flask, current_app, g, request
 from . import api
 from .clock import VirtualClock
 from .errors import STATUS_BODIES, InvalidField
-from .faults import HEADER, FaultSpecError, operation_name, parse_pairs
+from .faults import HEADER, FaultSpecError, json_spec, operation_name, parse_pairs
 from .http import answer
 from .journal import FAULT_KEY, require_admin
 from .parsing import json_object
@@ -53,7 +52,7 @@ def parse_limit_specs(specs) -> dict:
         text = str(spec).strip()
         target, colon, rest = text.partition(":")
         if text.startswith("{"):
-            document.update(check_limits(_json(text)))
+            document.update(check_limits(json_spec(text, "rate limits")))
         elif colon and "=" not in target:
             pairs = parse_pairs(rest)
             if "retry_after" in pairs:
@@ -62,16 +61,6 @@ def parse_limit_specs(specs) -> dict:
         else:
             document.update(parse_pairs(text))
     return check_limits(document, "--rate-limit") if document else {}
-
-
-def _json(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise FaultSpecError(f"{text!r}: not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise FaultSpecError(f"{text!r}: rate limits must be a JSON object")
-    return value
 
 
 class RateLimiter:

@@ -172,13 +172,25 @@ def test_sigkill_while_saving_never_leaves_a_corrupt_file(start_server, tmp_path
         _admin(server, "POST", "/accounts/acme/seed",
                json={"generate": [{"count": 20000, "email": f"r{round_number}-{{n}}@example.com"}]})
         expected += 20000
-        time.sleep(rng.uniform(0.3, 0.6))
+        _wait_for_a_save_holding(state_file, expected)
+        # Saves now follow each other back to back (each takes longer than the interval), so a
+        # kill after a random pause lands in the middle of writing one.
+        time.sleep(rng.uniform(0.0, 0.2))
         server.stop(signal.SIGKILL)
         document = persistence.read(state_file)  # raises if damaged
-        assert len(document["accounts"][0]["profiles"]) in (expected - 20000, expected)
-        expected = len(document["accounts"][0]["profiles"])
+        assert len(document["accounts"][0]["profiles"]) == expected
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
     assert all(name.endswith(".tmp") for name in leftovers)
+
+
+def _wait_for_a_save_holding(state_file: Path, profiles: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        document = persistence.read(state_file)  # None until the first save; raises if damaged
+        if document and len(document["accounts"][0]["profiles"]) == profiles:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"no save with {profiles} profiles appeared")
 
 
 def _serve_and_fail(state_file: Path) -> subprocess.CompletedProcess:

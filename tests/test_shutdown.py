@@ -83,13 +83,25 @@ def _slow_identify_in_background(server, latency: str) -> tuple[threading.Thread
 
     thread = threading.Thread(target=call)
     thread.start()
+    _wait_until_held(server)
     return thread, outcome
+
+
+def _wait_until_held(server) -> None:
+    """Until the latency rule has matched the call: it is then in flight, sleeping in the server
+    (a fixed sleep here would race a busy machine)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rules = requests.get(f"{server.url}/_fakeshift/faults", timeout=5).json()["rules"]
+        if rules[0]["applied"] >= 1:
+            return
+        time.sleep(0.01)
+    raise TimeoutError("the slow call never reached the server")
 
 
 def test_a_request_in_flight_finishes_and_new_ones_are_refused(start_server):
     server = start_server("--access-log", "false")
     thread, outcome = _slow_identify_in_background(server, "500ms")
-    time.sleep(0.15)
     assert "at" not in outcome
     signalled = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
@@ -123,7 +135,6 @@ def test_a_large_seed_in_flight_finishes(start_server):
 def test_a_request_longer_than_the_budget_does_not_hold_the_stop(start_server):
     server = start_server("--access-log", "false")
     thread, outcome = _slow_identify_in_background(server, "5s")
-    time.sleep(0.2)
     server.process.send_signal(signal.SIGTERM)
     exit_took = _wait_exit(server)
     thread.join(10)
@@ -161,7 +172,6 @@ def test_the_final_save_includes_what_finished_in_flight(start_server, tmp_path)
     server = start_server("--state-file", str(state_file), "--save-interval", "1h",
                           "--access-log", "false")
     thread, outcome = _slow_identify_in_background(server, "400ms")
-    time.sleep(0.1)
     server.process.send_signal(signal.SIGTERM)
     _wait_exit(server)
     thread.join(10)

@@ -551,11 +551,13 @@ def test_emulator_matches_the_reference_model_over_http(start_server):
 
 
 @pytest.mark.long
+@pytest.mark.timeout(1800)  # about five minutes on 2 cores; the suite's default is 300 s
 def test_emulator_matches_the_reference_model_long_run():
     run_state_machine_as_test(in_process(), settings=LONG_RUN)
 
 
 @pytest.mark.long
+@pytest.mark.timeout(1800)
 def test_emulator_matches_the_reference_model_over_http_long_run(start_server):
     server = start_server("--access-log", "false")
     run_state_machine_as_test(over_http(server.url), settings=settings(LONG_RUN, max_examples=100))
