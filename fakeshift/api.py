@@ -12,7 +12,7 @@ from .clock import iso
 from .errors import InvalidField, NotFound, TooLarge
 from .http import answer
 from .models import BULK_CAP, IDENTIFIER_KINDS, RESERVED_FIELDS, TRACKING_KINDS
-from .parsing import flag, identifiers, json_object, only_fields, string_field
+from .parsing import PARSED_BODY_KEY, flag, identifiers, json_object, only_fields, string_field
 
 bp = Blueprint("blueshift", __name__, url_prefix="/api/v1")
 
@@ -21,7 +21,8 @@ _LIST_FIELDS = ("identifier_key", "identifier_value")
 
 
 def _body() -> dict:
-    return json_object(request.get_data(cache=True), request.mimetype)
+    return json_object(request.get_data(cache=True), request.mimetype,
+                       request.environ.get(PARSED_BODY_KEY))
 
 
 def _account():

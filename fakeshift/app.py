@@ -54,27 +54,24 @@ def create_app(config: Config | dict | None = None, *, load_scenario: bool = Tru
 
 
 def _register_guards(app: Flask, emulator: Emulator, config: Config) -> None:
-    @app.before_request
-    def refuse_until_ready():
-        # A sidecar that answers before its scenario is loaded makes its users' tests lie.
-        if request.blueprint == api.bp.name and not emulator.ready.is_set():
-            return answer(STATUS_BODIES[503], 503, {"Retry-After": "1"})
-        return None
+    api_name, admin_name = api.bp.name, admin.bp.name
 
+    # One hook for three guards (readiness, body size, header size), in that order: each hook
+    # Flask runs, and each read through the `request` proxy, costs every request.
     @app.before_request
-    def limit_body_size():
+    def guard_request():
+        req = request._get_current_object()
+        blueprint = req.blueprint
+        # A sidecar that answers before its scenario is loaded makes its users' tests lie.
+        if blueprint == api_name and not emulator.ready.is_set():
+            return answer(STATUS_BODIES[503], 503, {"Retry-After": "1"})
         # Werkzeug answers 413 as soon as a body passes this, chunked or not; the control plane
         # gets a larger limit because scenarios and seeds are uploaded through it.
-        admin_call = request.blueprint == admin.bp.name
-        request.max_content_length = (config.admin_max_body_bytes if admin_call
-                                      else config.max_body_bytes)
-        return None
-
-    @app.before_request
-    def limit_header_size():
+        req.max_content_length = (config.admin_max_body_bytes if blueprint == admin_name
+                                  else config.max_body_bytes)
         # Counted as on the wire ("Name: value\r\n"), so the limit means what a client expects.
-        size = sum(len(name) - 5 + len(value) + 4 for name, value in request.environ.items()
-                   if name.startswith("HTTP_") and isinstance(value, str))
+        size = sum([len(name) - 5 + len(value) + 4 for name, value in req.environ.items()
+                    if name.startswith("HTTP_") and isinstance(value, str)])
         if size > config.max_header_bytes:
             return answer({"message": f"Request headers too large: {size} bytes, the limit is "
                                       f"{config.max_header_bytes} bytes (max_header_bytes)"}, 431)

@@ -105,11 +105,14 @@ def init_app(app: Flask, keyring: KeyRing, blueprint: str, admin_blueprint: str,
 
     @app.before_request
     def authenticate():
-        if request.blueprint == blueprint:
-            g.api_key = keyring.resolve(request.headers.get("Authorization"))
-            if g.api_key.role == "read" and request.method not in READ_METHODS:
+        # One lookup through the `request` proxy: this runs on every request.
+        req = request._get_current_object()
+        called = req.blueprint
+        if called == blueprint:
+            g.api_key = api_key = keyring.resolve(req.headers.get("Authorization"))
+            if api_key.role == "read" and req.method not in READ_METHODS:
                 raise PermissionDenied()
-        elif request.blueprint == admin_blueprint and request.endpoint not in open_admin_endpoints:
-            if not keyring.admin_allowed(request.headers):
+        elif called == admin_blueprint and req.endpoint not in open_admin_endpoints:
+            if not keyring.admin_allowed(req.headers):
                 raise Unauthorized()
         return None

@@ -34,6 +34,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from .clock import VirtualClock, iso
 from .errors import Unauthorized
 from .http import answer
+from .parsing import PARSED_BODY_KEY, strict_json
 
 DOCUMENTS = {"blueshift": "blueshift.yaml", "admin": "fakeshift-admin.yaml"}
 API_PREFIX = "/api/"
@@ -111,8 +112,12 @@ class SchemaCheck:
 
 
 class Operation:
+    """One operation's compiled checks. Checks that cannot fail are not run: with no path
+    parameters there is no path check (its object would always be empty), and an empty query
+    is checked only when a query parameter is required."""
+
     __slots__ = ("operation_id", "path_names", "query_types", "path_validator",
-                 "query_validator", "body_validator", "body_required")
+                 "query_validator", "query_required", "body_validator", "body_required")
 
     def __init__(self, operation: dict, path_item: dict, document: dict):
         self.operation_id = operation["operationId"]
@@ -122,8 +127,10 @@ class Operation:
         in_query = [p for p in parameters if p["in"] == "query"]
         self.path_names = [p["name"] for p in in_path]
         self.query_types = {p["name"]: p.get("schema", {}).get("type") for p in in_query}
-        self.path_validator = SchemaCheck(_object_schema(in_path))
+        self.path_validator = SchemaCheck(_object_schema(in_path)) if in_path else None
+        # Always compiled: an operation without query parameters still refuses unknown ones.
         self.query_validator = SchemaCheck(_object_schema(in_query))
+        self.query_required = any(p.get("required") for p in in_query)
         body = operation.get("requestBody")
         self.body_validator = None
         self.body_required = False
@@ -149,12 +156,16 @@ class Contract:
         return self.operations.get((canonical_path(rule), method))
 
     def check(self, operation: Operation, view_args: dict, args, mimetype: str,
-              raw_body: bytes) -> list[Problem]:
-        problems = self._check_path(operation, view_args)
-        problems += _schema_problems(operation.query_validator,
-                                     _typed_query(args, operation.query_types), "query")
+              raw_body: bytes, environ: dict | None = None) -> list[Problem]:
+        """What the request breaks. A body read strictly is left in `environ` for the handler."""
+        problems = []
+        if operation.path_validator is not None:
+            problems += self._check_path(operation, view_args)
+        if args or operation.query_required:
+            problems += _schema_problems(operation.query_validator,
+                                         _typed_query(args, operation.query_types), "query")
         if operation.body_validator is not None:
-            problems += self._check_body(operation, mimetype, raw_body)
+            problems += self._check_body(operation, mimetype, raw_body, environ)
         return problems
 
     @staticmethod
@@ -166,7 +177,8 @@ class Contract:
         return _schema_problems(operation.path_validator, path, "path")
 
     @staticmethod
-    def _check_body(operation: Operation, mimetype: str, raw_body: bytes) -> list[Problem]:
+    def _check_body(operation: Operation, mimetype: str, raw_body: bytes,
+                    environ: dict | None) -> list[Problem]:
         if not raw_body.strip():
             if operation.body_required:
                 return [Problem("body", "required", "a JSON object is required")]
@@ -177,9 +189,16 @@ class Contract:
             problems.append(Problem("header.Content-Type", "content-type",
                                     f"must be application/json, not {shown}"))
         try:
-            body = json.loads(raw_body)
-        except (ValueError, RecursionError) as exc:
-            return [*problems, Problem("body", "json", f"is not valid JSON: {exc}")]
+            # What the handler will read: a body it accepts is the same value for json.loads.
+            body = strict_json(raw_body)
+        except (ValueError, RecursionError):
+            try:
+                body = json.loads(raw_body)
+            except (ValueError, RecursionError) as exc:
+                return [*problems, Problem("body", "json", f"is not valid JSON: {exc}")]
+        else:
+            if environ is not None:
+                environ[PARSED_BODY_KEY] = body
         return problems + _schema_problems(operation.body_validator, body, "body")
 
 
@@ -300,33 +319,39 @@ def init_app(app: Flask, emulator, blueprint: str, strict: bool) -> ViolationLog
 
     @app.before_request
     def check_contract():
-        routed = request.blueprint == blueprint
-        if not routed and not request.path.startswith(API_PREFIX):
+        # One proxy lookup: every attribute read through `request` pays for another.
+        req = request._get_current_object()
+        routed = req.blueprint == blueprint
+        if not routed and not req.path.startswith(API_PREFIX):
             return None
         try:
-            account = keyring.resolve(request.headers.get("Authorization")).account
+            account = keyring.resolve(req.headers.get("Authorization")).account
             problems = []
         except Unauthorized:
             account = None
             problems = [Problem("header.Authorization", "security",
                                 "needs HTTP Basic credentials with a valid API key")]
         operation = None
-        failure = request.routing_exception
+        failure = req.routing_exception
         if isinstance(failure, MethodNotAllowed):
             allowed = ", ".join(sorted(failure.valid_methods or ()))
             problems.append(Problem("method", "method",
-                                    f"{request.method} is not served here; use {allowed}"))
+                                    f"{req.method} is not served here; use {allowed}"))
         elif failure is not None or not routed:
             problems.append(Problem("path", "path", "no Blueshift endpoint has this path"))
         else:
-            operation = contract.operation(request.url_rule.rule, request.method)
+            operation = contract.operation(req.url_rule.rule, req.method)
             if operation is not None:
-                problems += contract.check(operation, request.view_args or {}, request.args,
-                                           request.mimetype, request.get_data(cache=True))
+                # An empty query string needs no parsing: it has no parameters.
+                args = req.args if req.query_string else {}
+                # Read even when the operation takes no body: reading is what enforces the
+                # body-size limit (413) before the handler runs.
+                problems += contract.check(operation, req.view_args or {}, args, req.mimetype,
+                                           req.get_data(cache=True), req.environ)
         if not problems:
             return None
-        violations.record(account, operation and operation.operation_id, request.method,
-                          request.path, problems)
+        violations.record(account, operation and operation.operation_id, req.method,
+                          req.path, problems)
         rules = list(dict.fromkeys(p.rule for p in problems))
         g.contract_rules = ", ".join(rules)
         if strict and not _REFUSED_ANYWAY.intersection(rules):

@@ -36,6 +36,7 @@ from .parsing import json_object
 from .scenario import ScenarioError, check_definition, definition_validator, parse_duration
 
 HEADER = "X-Fakeshift-Fault"
+HEADER_ENVIRON_KEY = "HTTP_X_FAKESHIFT_FAULT"
 HEADER_RULE_ID = "header"
 DEFAULT_MAX_RULES = 1000
 MAX_LATENCY_SECONDS = 300.0
@@ -366,6 +367,11 @@ class FaultRules:
         with self._lock:
             return [rule.view() for rule in self._rules]
 
+    @property
+    def empty(self) -> bool:
+        """No rule installed; safe without the lock, since the tuple is replaced whole."""
+        return not self._rules
+
     # -- deciding -------------------------------------------------------------------------
 
     def decide(self, operation: str | None, method: str, path: str,
@@ -445,21 +451,23 @@ def init_app(app: Flask, rules: FaultRules) -> None:
 
     @app.before_request
     def inject_fault():
-        if request.blueprint != api.bp.name:
+        req = request._get_current_object()
+        header = req.environ.get(HEADER_ENVIRON_KEY)
+        # The common case, no rules and no header, asks nothing else of the request.
+        if (header is None and rules.empty) or req.blueprint != api.bp.name:
             return None
         api_key = g.get("api_key")
         account = api_key.account if api_key is not None else None
-        target = (request.endpoint, request.method, request.path, account)
-        header = request.headers.get(HEADER)
+        target = (req.endpoint, req.method, req.path, account)
         outcome = rules.decide_header(header, *target) if header is not None else None
         if outcome is None:
             outcome = rules.decide(*target)
         if outcome is None:
             return None
         g.fault = outcome
-        request.environ[FAULT_KEY] = outcome.label
+        req.environ[FAULT_KEY] = outcome.label
         if outcome.transport:
-            request.environ[TRANSPORT_KEY] = outcome.transport
+            req.environ[TRANSPORT_KEY] = outcome.transport
         if outcome.latency:
             time.sleep(outcome.latency)
         if outcome.apply or not outcome.fails:

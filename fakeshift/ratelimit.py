@@ -74,10 +74,8 @@ class RateLimiter:
         self._per_operation: dict[str, tuple[float, int]] = {}
         self.retry_after = False
         self._buckets: dict[tuple, list[float]] = {}
-
-    @property
-    def enabled(self) -> bool:
-        return self._default is not None or bool(self._per_operation)
+        # Kept in step with the limits under the lock; every request reads it without.
+        self.enabled = False
 
     def configure(self, document: dict) -> dict:
         """Replace the limits (an empty document turns them off); every bucket starts empty."""
@@ -89,6 +87,7 @@ class RateLimiter:
             self._per_operation = {name: (float(limit["rate"]), int(limit["burst"]))
                                    for name, limit in checked.get("operations", {}).items()}
             self.retry_after = bool(checked.get("retry_after", False))
+            self.enabled = self._default is not None or bool(self._per_operation)
             self._buckets.clear()
             return dict(checked)
 
@@ -128,7 +127,8 @@ def init_app(app: Flask, limiter: RateLimiter) -> None:
 
     @app.before_request
     def limit_rate():
-        if request.blueprint != api.bp.name or not limiter.enabled:
+        # Limits are off unless configured: then nothing else is asked of the request.
+        if not limiter.enabled or request.blueprint != api.bp.name:
             return None
         api_key = g.get("api_key")
         wait = limiter.admit(api_key.account if api_key is not None else None, request.endpoint)
