@@ -62,7 +62,12 @@ class LiveServer:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._server.pull_trigger()  # wake the poll at once instead of after its timeout
+        try:
+            self._server.pull_trigger()  # wake the poll at once instead of after its timeout
+        except OSError:
+            # The serving thread woke on its own meanwhile and closed the trigger with
+            # everything else: there is nothing left to wake.
+            pass
         self._thread.join(timeout=10)
 
     def __enter__(self) -> "LiveServer":
