@@ -37,7 +37,9 @@ def create_app(config: Config | dict | None = None, *, load_scenario: bool = Tru
     _register_guards(app, emulator, config)
     # Before auth, so requests without valid credentials are recorded as violations too.
     contract.init_app(app, emulator, api.bp.name, config.strict_contract)
-    auth.init_app(app, emulator.keyring, api.bp.name, admin.bp.name, admin.OPEN_ENDPOINTS)
+    auth.init_app(app, emulator.keyring, api.bp.name,
+                  frozenset({admin.bp.name, faults.bp.name, journal.bp.name, ratelimit.bp.name}),
+                  admin.OPEN_ENDPOINTS)
     # After auth, which names the account that limits and fault rules may target.
     ratelimit.init_app(app, emulator.rate_limits)
     faults.init_app(app, emulator.faults)

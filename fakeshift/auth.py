@@ -98,10 +98,10 @@ class KeyRing:
         return given is not None and hmac.compare_digest(given, self._admin_token)
 
 
-def init_app(app: Flask, keyring: KeyRing, blueprint: str, admin_blueprint: str,
+def init_app(app: Flask, keyring: KeyRing, blueprint: str, control_blueprints: frozenset[str],
              open_admin_endpoints: frozenset[str]) -> None:
-    """Every Blueshift request must carry a key (g.api_key names its account); the control
-    plane needs the admin token when one is set."""
+    """Every Blueshift request must carry a key (g.api_key names its account); every
+    control-plane blueprint but its probes needs the admin token when one is set."""
 
     @app.before_request
     def authenticate():
@@ -112,7 +112,7 @@ def init_app(app: Flask, keyring: KeyRing, blueprint: str, admin_blueprint: str,
             g.api_key = api_key = keyring.resolve(req.headers.get("Authorization"))
             if api_key.role == "read" and req.method not in READ_METHODS:
                 raise PermissionDenied()
-        elif called == admin_blueprint and req.endpoint not in open_admin_endpoints:
+        elif called in control_blueprints and req.endpoint not in open_admin_endpoints:
             if not keyring.admin_allowed(req.headers):
                 raise Unauthorized()
         return None
