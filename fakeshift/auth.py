@@ -98,6 +98,18 @@ class KeyRing:
         return given is not None and hmac.compare_digest(given, self._admin_token)
 
 
+def caller(keyring: KeyRing) -> ApiKey | None:
+    """The request's API key, or None when its credentials are missing or wrong. Resolved once
+    per request: the contract check (which records bad credentials) and authentication (which
+    refuses them) both ask."""
+    if "api_key" not in g:
+        try:
+            g.api_key = keyring.resolve(request.headers.get("Authorization"))
+        except Unauthorized:
+            g.api_key = None
+    return g.api_key
+
+
 def init_app(app: Flask, keyring: KeyRing, blueprint: str, control_blueprints: frozenset[str],
              open_admin_endpoints: frozenset[str]) -> None:
     """Every Blueshift request must carry a key (g.api_key names its account); every
@@ -109,7 +121,9 @@ def init_app(app: Flask, keyring: KeyRing, blueprint: str, control_blueprints: f
         req = request._get_current_object()
         called = req.blueprint
         if called == blueprint:
-            g.api_key = api_key = keyring.resolve(req.headers.get("Authorization"))
+            api_key = caller(keyring)
+            if api_key is None:
+                raise Unauthorized()
             if api_key.role == "read" and req.method not in READ_METHODS:
                 raise PermissionDenied()
         elif called in control_blueprints and req.endpoint not in open_admin_endpoints:

@@ -32,7 +32,7 @@ from jsonschema import Draft202012Validator
 from werkzeug.exceptions import MethodNotAllowed
 
 from .clock import VirtualClock, iso
-from .errors import Unauthorized
+from .auth import caller
 from .http import answer
 from .parsing import PARSED_BODY_KEY, strict_json
 
@@ -324,13 +324,11 @@ def init_app(app: Flask, emulator, blueprint: str, strict: bool) -> ViolationLog
         routed = req.blueprint == blueprint
         if not routed and not req.path.startswith(API_PREFIX):
             return None
-        try:
-            account = keyring.resolve(req.headers.get("Authorization")).account
-            problems = []
-        except Unauthorized:
-            account = None
-            problems = [Problem("header.Authorization", "security",
-                                "needs HTTP Basic credentials with a valid API key")]
+        api_key = caller(keyring)
+        account = api_key and api_key.account
+        problems = [] if api_key is not None else [
+            Problem("header.Authorization", "security",
+                    "needs HTTP Basic credentials with a valid API key")]
         operation = None
         failure = req.routing_exception
         if isinstance(failure, MethodNotAllowed):
