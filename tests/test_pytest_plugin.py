@@ -163,19 +163,23 @@ def test_fakeshift_config_override_in_conftest(pytester):
     pytester.runpytest().assert_outcomes(passed=2)
 
 
+# A conftest.py that points every fakeshift fixture at a server started elsewhere.
+EXTERNAL_SERVER_CONFTEST = '''
+    import os
+    import pytest
+    from fakeshift.pytest_plugin import ExternalServer
+
+    @pytest.fixture(scope="session")
+    def make_fakeshift_server():
+        return ExternalServer(os.environ["ELSEWHERE_URL"])
+'''
+
+
 def test_make_fakeshift_server_override_points_the_fixtures_at_another_server(
         pytester, monkeypatch):
     with LiveServer({"access_log": False}) as elsewhere:
         monkeypatch.setenv("ELSEWHERE_URL", elsewhere.url)
-        pytester.makeconftest('''
-            import os
-            import pytest
-            from fakeshift.pytest_plugin import ExternalServer
-
-            @pytest.fixture(scope="session")
-            def make_fakeshift_server():
-                return ExternalServer(os.environ["ELSEWHERE_URL"])
-        ''')
+        pytester.makeconftest(EXTERNAL_SERVER_CONFTEST)
         pytester.makepyfile(test_elsewhere='''
             import os
 
@@ -224,15 +228,7 @@ def test_fakeshift_app_is_a_fresh_wsgi_app_per_test(pytester):
 def test_the_test_account_and_its_violations_are_dropped_after_the_test(pytester, monkeypatch):
     with LiveServer({"access_log": False}) as server:
         monkeypatch.setenv("ELSEWHERE_URL", server.url)
-        pytester.makeconftest('''
-            import os
-            import pytest
-            from fakeshift.pytest_plugin import ExternalServer
-
-            @pytest.fixture(scope="session")
-            def make_fakeshift_server():
-                return ExternalServer(os.environ["ELSEWHERE_URL"])
-        ''')
+        pytester.makeconftest(EXTERNAL_SERVER_CONFTEST)
         pytester.makepyfile(test_drop='''
             import requests
 
