@@ -13,10 +13,8 @@ Flask response: `TransportFaults` (a WSGI wrapper) carries them out.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import random
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +31,7 @@ from .errors import STATUS_BODIES, InvalidField, LimitReached, NotFound
 from .http import answer
 from .journal import FAULT_KEY
 from .parsing import json_object
+from .patterns import PatternError, compile_glob, compile_regex
 from .scenario import ScenarioError, check_definition, definition_validator, parse_duration
 
 HEADER = "X-Fakeshift-Fault"
@@ -40,8 +39,16 @@ HEADER_ENVIRON_KEY = "HTTP_X_FAKESHIFT_FAULT"
 HEADER_RULE_ID = "header"
 DEFAULT_MAX_RULES = 1000
 MAX_LATENCY_SECONDS = 300.0
-# Per-request header rules keep counters per (account, header value); this bounds that memory.
-HEADER_RULES_KEPT = 10_000
+# Any key may send the header: a client may slow its own request this much at most (a rule
+# installed through the control plane may ask for MAX_LATENCY_SECONDS).
+MAX_HEADER_LATENCY_SECONDS = 30.0
+MAX_HEADER_LENGTH = 2048
+# Header rules keep counters per (account, header value), so each distinct value is kept
+# compiled. The cache is bounded in bytes, estimated from what a compiled rule was measured to
+# hold: about 4 KB, plus about 80 bytes per character once its patterns are compiled by RE2.
+HEADER_RULE_CACHE_BYTES = 64 << 20
+_HEADER_RULE_BASE_BYTES = 4096
+_HEADER_RULE_BYTES_PER_CHARACTER = 96
 TRANSPORT_KEY = "fakeshift.transport"
 FLAGS = ("drop", "truncate", "malformed", "apply")
 _RULE_VALIDATOR = definition_validator("fault_rule")
@@ -175,19 +182,20 @@ class Rule:
     """One compiled rule with its counters. Counters and the generator are guarded by the
     owning FaultRules' lock."""
 
-    def __init__(self, document: dict, where: str):
+    def __init__(self, document: dict, where: str, max_latency: float = MAX_LATENCY_SECONDS):
         check_definition(_RULE_VALIDATOR, document, where)
         self.document = dict(document)
         self.id: str | None = document.get("id")
         self.operation = (operation_name(document["operation"], where)
                           if "operation" in document else None)
         self.method = document["method"].upper() if "method" in document else None
-        self.path = re.compile(fnmatch.translate(document["path"])) if "path" in document else None
-        self.path_regex = _regex(document.get("path_regex"), where)
+        self.path = _pattern(compile_glob, document.get("path"), f"{where}: path")
+        self.path_regex = _pattern(compile_regex, document.get("path_regex"),
+                                   f"{where}: path_regex")
         self.account = document.get("account")
         self.status = document.get("status")
         self.retry_after = document.get("retry_after")
-        self.latency = _latency(document.get("latency"), where)
+        self.latency = _latency(document.get("latency"), where, max_latency)
         self.drop, self.truncate, self.malformed, self.apply = (
             bool(document.get(flag)) for flag in FLAGS)
         self.probability = document.get("probability")
@@ -218,7 +226,7 @@ class Rule:
     def targets(self, operation: str | None, method: str, path: str, account: str | None) -> bool:
         return ((self.operation is None or self.operation == operation)
                 and (self.method is None or self.method == method)
-                and (self.path is None or self.path.match(path) is not None)
+                and (self.path is None or self.path.fullmatch(path) is not None)
                 and (self.path_regex is None or self.path_regex.fullmatch(path) is not None)
                 and (self.account is None or self.account == account))
 
@@ -252,24 +260,24 @@ class Rule:
         return {"id": self.id, **self.document, "matched": self.matched, "applied": self.applied}
 
 
-def _regex(pattern: str | None, where: str):
+def _pattern(compile_pattern, pattern: str | None, where: str):
     if pattern is None:
         return None
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise FaultSpecError(f"{where}: path_regex: not a valid regular expression: {exc}") from exc
+        return compile_pattern(pattern)
+    except PatternError as exc:
+        raise FaultSpecError(f"{where}: {exc}") from exc
 
 
-def _latency(value, where: str) -> tuple[float, float]:
+def _latency(value, where: str, most: float = MAX_LATENCY_SECONDS) -> tuple[float, float]:
     if value is None:
         return 0.0, 0.0
     low, high = (value, value) if not isinstance(value, list) else value
     low, high = parse_duration(low), parse_duration(high)
     if low > high:
         raise FaultSpecError(f"{where}: latency: the range must go from low to high")
-    if high > MAX_LATENCY_SECONDS:
-        raise FaultSpecError(f"{where}: latency: at most {MAX_LATENCY_SECONDS:g}s")
+    if high > most:
+        raise FaultSpecError(f"{where}: latency: at most {most:g}s")
     return low, high
 
 
@@ -277,10 +285,10 @@ def _moment(text: str | None) -> datetime | None:
     return parse_iso(text) if text is not None else None
 
 
-def compile_rule(document, where: str) -> Rule:
+def compile_rule(document, where: str, max_latency: float = MAX_LATENCY_SECONDS) -> Rule:
     """Check one rule document completely (schema, operation, regex, combinations)."""
     try:
-        return Rule(document, where)
+        return Rule(document, where, max_latency)
     except ScenarioError as exc:
         raise FaultSpecError(str(exc)) from exc
 
@@ -296,6 +304,7 @@ class FaultRules:
         self._lock = threading.Lock()
         self._rules: tuple[Rule, ...] = ()
         self._header_rules: OrderedDict[tuple, Rule] = OrderedDict()
+        self._header_rule_bytes = 0
         self._last_number = 0
 
     # -- changing the set -----------------------------------------------------------------
@@ -324,7 +333,7 @@ class FaultRules:
         with self._lock:
             removed = len(self._rules)
             self._rules = ()
-            self._header_rules.clear()
+            self._forget_header_rules()
             return removed
 
     def export_rules(self) -> list[dict]:
@@ -349,7 +358,7 @@ class FaultRules:
                 self._assign_id(rule, taken)
                 taken.add(rule.id)
             self._rules = tuple(rules)
-            self._header_rules.clear()
+            self._forget_header_rules()
 
     def _assign_id(self, rule: Rule, taken: set) -> None:
         """Name the rule f1, f2, ... unless it has an id, and seed its generator from the server
@@ -371,6 +380,36 @@ class FaultRules:
     def empty(self) -> bool:
         """No rule installed; safe without the lock, since the tuple is replaced whole."""
         return not self._rules
+
+    def _compile_header(self, value: str, account: str | None) -> Rule:
+        try:
+            if len(value) > MAX_HEADER_LENGTH:
+                raise FaultSpecError(f"at most {MAX_HEADER_LENGTH} characters")
+            document = parse_spec(value)
+            document.pop("id", None)
+            rule = compile_rule(document, HEADER, MAX_HEADER_LATENCY_SECONDS)
+        except FaultSpecError as exc:
+            raise InvalidField(HEADER, str(exc)) from exc
+        rule.id = HEADER_RULE_ID
+        if "seed" not in document:
+            rule.rng = random.Random(f"{self.seed}:{HEADER_RULE_ID}:{account}:{value}")
+        return rule
+
+    def _keep_header_rule(self, key: tuple, fresh: Rule) -> Rule:
+        """Cache a compiled header rule, forgetting the least recently used past the budget.
+        Another thread may have cached the same value meanwhile: its counters win."""
+        with self._lock:
+            rule = self._header_rules.setdefault(key, fresh)
+            if rule is fresh:
+                self._header_rule_bytes += _header_rule_cost(key)
+            while self._header_rule_bytes > HEADER_RULE_CACHE_BYTES:
+                oldest, _ = self._header_rules.popitem(last=False)
+                self._header_rule_bytes -= _header_rule_cost(oldest)
+            return rule
+
+    def _forget_header_rules(self) -> None:
+        self._header_rules.clear()
+        self._header_rule_bytes = 0
 
     # -- deciding -------------------------------------------------------------------------
 
@@ -396,26 +435,17 @@ class FaultRules:
             if rule is not None:
                 self._header_rules.move_to_end(key)
         if rule is None:
-            try:
-                document = parse_spec(value)
-            except FaultSpecError as exc:
-                raise InvalidField(HEADER, str(exc)) from exc
-            document.pop("id", None)
-            try:
-                fresh = compile_rule(document, HEADER)
-            except FaultSpecError as exc:
-                raise InvalidField(HEADER, str(exc)) from exc
-            fresh.id = HEADER_RULE_ID
-            if "seed" not in document:
-                fresh.rng = random.Random(f"{self.seed}:{HEADER_RULE_ID}:{account}:{value}")
-            with self._lock:
-                rule = self._header_rules.setdefault(key, fresh)
-                while len(self._header_rules) > HEADER_RULES_KEPT:
-                    self._header_rules.popitem(last=False)
+            rule = self._keep_header_rule(key, self._compile_header(value, account))
         with self._lock:
             if rule.targets(operation, method, path, account) and rule.fires(self.clock):
                 return rule.outcome()
         return None
+
+
+def _header_rule_cost(key: tuple) -> int:
+    account, value = key
+    return _HEADER_RULE_BASE_BYTES + _HEADER_RULE_BYTES_PER_CHARACTER * (
+        len(value) + len(account or ""))
 
 
 # ---- the HTTP side -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ push real traffic out), and reads of the journal itself.
 
 from __future__ import annotations
 
-import fnmatch
+import re
 import threading
 import time
 from collections import deque
@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 from .clock import VirtualClock, iso, parse_iso
 from .errors import InvalidField
 from .http import answer
+from .patterns import PatternError, compile_glob, is_glob
 
 # Keys the Flask hooks and the fault and rate-limit modules leave in the WSGI environ.
 ACCOUNT_KEY = "fakeshift.account"
@@ -34,6 +35,9 @@ FAULT_KEY = "fakeshift.fault"
 
 DEFAULT_SIZE = 10_000
 DEFAULT_BODY_BYTES = 4096
+# A path or query string may be as long as waitress lets a request line be; the journal keeps
+# this much of each, so that its memory is bounded by its size, not by what clients send.
+STORED_TEXT_CHARACTERS = 2048
 JOURNAL_PATH = "/_fakeshift/journal"
 _PROBE_PATHS = frozenset({"/_fakeshift/health", "/_fakeshift/ready"})
 
@@ -66,7 +70,7 @@ class Entry(NamedTuple):
 class JournalQuery(NamedTuple):
     account: str | None = None
     method: str | None = None
-    path: str | None = None  # exact, or a glob when it has * ? or [
+    path: PathFilter | None = None
     operation: str | None = None  # "blueshift.forget" or "forget"
     status: str | None = None  # "503", "5xx", or "none" for dropped connections
     fault: str | None = None  # a rule id, or "any"
@@ -78,7 +82,7 @@ class JournalQuery(NamedTuple):
     def matches(self, entry: Entry) -> bool:
         return ((self.account is None or entry.account == self.account)
                 and (self.method is None or entry.method == self.method)
-                and (self.path is None or _path_matches(self.path, entry.path))
+                and (self.path is None or self.path.matches(entry.path))
                 and (self.operation is None or _operation_matches(self.operation,
                                                                    entry.operation))
                 and (self.status is None or _status_matches(self.status, entry.status))
@@ -88,10 +92,20 @@ class JournalQuery(NamedTuple):
                 and (self.after is None or entry.id > self.after))
 
 
-def _path_matches(pattern: str, path: str) -> bool:
-    if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatchcase(path, pattern)
-    return path == pattern
+class PathFilter(NamedTuple):
+    """A `path` filter: exact, or a glob (compiled once per query, by RE2) when it has * ? or [."""
+    text: str
+    glob: object | None
+
+    @classmethod
+    def parse(cls, text: str) -> "PathFilter":
+        try:
+            return cls(text, compile_glob(text) if is_glob(text) else None)
+        except PatternError as exc:
+            raise InvalidField("path", str(exc)) from exc
+
+    def matches(self, path: str) -> bool:
+        return path == self.text if self.glob is None else self.glob.fullmatch(path) is not None
 
 
 def _operation_matches(wanted: str, operation: str | None) -> bool:
@@ -143,7 +157,7 @@ class Journal:
         with self._lock:
             entries = list(self._entries)
         found = [entry for entry in entries if query.matches(entry)]
-        kept = found if query.limit is None else found[len(found) - query.limit:]
+        kept = found if query.limit is None else found[max(0, len(found) - query.limit):]
         return len(found), [entry.to_dict() for entry in kept]
 
     def clear(self) -> int:
@@ -186,11 +200,18 @@ class JournalMiddleware:
 
     def _record(self, environ, method, path, status, started) -> None:
         body = environ.get(BODY_KEY)
-        self.journal.record(method, path, environ.get("QUERY_STRING", ""),
+        self.journal.record(clip(method), clip(path), clip(environ.get("QUERY_STRING", "")),
                             environ.get(ACCOUNT_KEY), environ.get(OPERATION_KEY),
                             body[:self.journal.body_bytes] if body is not None else None,
                             len(body) if body is not None else 0, status,
                             (time.perf_counter() - started) * 1000, environ.get(FAULT_KEY))
+
+
+def clip(text: str, most: int = STORED_TEXT_CHARACTERS) -> str:
+    """`text`, or its first `most` characters and a note of how many were left out."""
+    if len(text) <= most:
+        return text
+    return f"{text[:most]}... ({len(text) - most} more characters)"
 
 
 bp = Blueprint("journal", __name__, url_prefix="/_fakeshift")
@@ -209,6 +230,8 @@ def clear_journal():
 
 
 _QUERY_FIELDS = frozenset(JournalQuery._fields)
+_STATUS_FILTER = re.compile(r"[1-5](?:[0-9][0-9]|xx)", re.ASCII)
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}", re.ASCII)
 
 
 def query_from_args(args) -> JournalQuery:
@@ -216,14 +239,14 @@ def query_from_args(args) -> JournalQuery:
     unknown = sorted(set(args) - _QUERY_FIELDS)
     if unknown:
         raise InvalidField(unknown[0], f"is not a journal filter (use {', '.join(JournalQuery._fields)})")
-    values: dict = {name: args[name] for name in ("account", "path", "operation", "fault")
-                    if name in args}
+    values: dict = {name: args[name] for name in ("account", "operation", "fault") if name in args}
+    if "path" in args:
+        values["path"] = PathFilter.parse(args["path"])
     if "method" in args:
         values["method"] = args["method"].upper()
     if "status" in args:
         status = args["status"].strip().lower()
-        valid = status == "none" or (len(status) == 3 and (
-            status.isdigit() or (status[0] in "12345" and status[1:] == "xx")))
+        valid = status == "none" or _STATUS_FILTER.fullmatch(status) is not None
         if not valid:
             raise InvalidField("status", "must be a status code (503), a class (5xx) or none")
         values["status"] = status
@@ -236,7 +259,8 @@ def query_from_args(args) -> JournalQuery:
     for name, least in (("after", 0), ("limit", 0)):
         if name in args:
             text = args[name]
-            if not text.isdigit() or int(text) < least:
+            # str.isdigit accepts digits int() cannot read ("²"); a count never needs 19 digits.
+            if _WHOLE_NUMBER.fullmatch(text) is None or int(text) < least:
                 raise InvalidField(name, f"must be a whole number >= {least}")
             values[name] = int(text)
     return JournalQuery(**values)

@@ -285,7 +285,7 @@ def test_the_compact_syntax_is_accepted_as_text(client, api):
     ({"status": 503, "drop": True}, "drop sends no response"),
     ({"status": 299}, "299 is not one of"),
     ({"operation": "delete_customr", "status": 503}, "unknown operation 'delete_customr'"),
-    ({"path_regex": "(", "status": 503}, "not a valid regular expression"),
+    ({"path_regex": "(", "status": 503}, "not a valid RE2 regular expression"),
     ({"latency": ["2s", "1s"]}, "from low to high"),
     ({"apply": True, "latency": "1s"}, "apply needs a failure"),
     ({"first": 2}, "is not valid under any of the given schemas"),

@@ -90,7 +90,7 @@ def test_off_by_default_and_turned_off_with_an_empty_document(client, api, froze
 
 @pytest.mark.parametrize("document, problem", [
     ({"rate": 1}, "'burst' is a dependency of 'rate'"),
-    ({"rate": 0, "burst": 1}, "less than or equal to the minimum of 0"),
+    ({"rate": 0, "burst": 1}, "less than the minimum of 0.001"),
     ({"rate": 1, "burst": 0}, "less than the minimum of 1"),
     ({"operations": {"nope": {"rate": 1, "burst": 1}}}, "unknown operation 'nope'"),
     ({"rate": 1, "burst": 1, "per": "minute"}, "'per' was unexpected"),
