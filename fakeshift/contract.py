@@ -34,6 +34,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from .clock import VirtualClock, iso
 from .auth import caller
 from .http import answer
+from .journal import clip
 from .parsing import PARSED_BODY_KEY, strict_json
 
 DOCUMENTS = {"blueshift": "blueshift.yaml", "admin": "fakeshift-admin.yaml"}
@@ -286,9 +287,9 @@ class ViolationLog:
             for problem in problems:
                 self._entries.append({
                     "id": next(self._ids), "time": time, "account": account,
-                    "operation": operation, "method": method, "path": path,
-                    "location": problem.location, "rule": problem.rule,
-                    "message": problem.message,
+                    "operation": operation, "method": method, "path": clip(path),
+                    "location": clip(problem.location), "rule": problem.rule,
+                    "message": clip(problem.message),
                 })
 
     def list(self, account: str | None = None) -> list[dict]:
