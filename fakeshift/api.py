@@ -157,7 +157,9 @@ def search_customers():
     email = string_field(request.args, "email", required=True)
     with _account() as (account, _now):
         users = [p.to_dict() for p in account.lookup("email", email)]
-    return answer({"users": users})
+    # Blueshift's export answers both the list and its first entry; with no match there is no
+    # first entry, so `user` is left out (a null would break clients that expect an object).
+    return answer({"users": users, "user": users[0]} if users else {"users": users})
 
 
 @bp.get("/customers/<uuid:profile_uuid>")

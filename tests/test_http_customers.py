@@ -123,6 +123,17 @@ def test_search_returns_duplicates_oldest_first(api):
     assert [u["uuid"] for u in users] == [first["uuid"], second["uuid"]]
 
 
+def test_search_answers_blueshifts_users_list_and_first_match_as_user(api):
+    first = identify(api, email="s@example.com", customer_id="A")
+    identify(api, email="s@example.com", customer_id="B")
+    body = api.get("/api/v1/customers?email=s@example.com").json
+    assert set(body) == {"users", "user"}
+    assert len(body["users"]) == 2 and body["user"] == body["users"][0]
+    assert body["user"]["uuid"] == first["uuid"]
+    # No match, no first match: `user` is left out rather than sent as null or {}.
+    assert api.get("/api/v1/customers?email=nobody@example.com").json == {"users": []}
+
+
 def test_get_unknown_customer_is_404(api):
     response = api.get("/api/v1/customers/00000000-0000-4000-8000-000000000000")
     assert response.status_code == 404 and response.json == {"message": "Customer not found"}
