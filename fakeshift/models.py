@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import string
 import threading
 from random import Random
 from contextlib import contextmanager
@@ -46,9 +47,19 @@ RESERVED_FIELDS = frozenset(
 )
 
 
+# A-Z to a-z and nothing else. str.lower() also folds characters that merely look like ASCII
+# letters into them (the Kelvin sign U+212A becomes "k"), so forgetting "\u212aim@example.com"
+# would delete and suppress kim@example.com, and it folds fullwidth letters among themselves.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def match_key(kind: str, value: str) -> str:
-    """Emails match case-insensitively (as mail addresses do in practice); other ids exactly."""
-    return value.lower() if kind == "email" else value
+    """Emails match with ASCII letters folded to lower case (as mail addresses do in practice),
+    every other character exactly; other ids match exactly."""
+    if kind != "email":
+        return value
+    # For pure ASCII, lower() is the same fold and the faster one.
+    return value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
 
 
 # The version (4) and variant (RFC 4122) bits of a random UUID, and the mask that makes room.

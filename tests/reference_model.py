@@ -28,9 +28,13 @@ def timestamp(moment: datetime) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S.%f}Z"
 
 
+def _ascii_lower(text: str) -> str:
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+
+
 def same_identifier(kind: str, a: str, b: str) -> bool:
-    # Email matching is case-insensitive in the emulator (design decision); the rest are exact.
-    return a.lower() == b.lower() if kind == "email" else a == b
+    # Emails match with ASCII case folded (README, "Decisions"); the rest are exact.
+    return _ascii_lower(a) == _ascii_lower(b) if kind == "email" else a == b
 
 
 @dataclass

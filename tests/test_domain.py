@@ -148,6 +148,32 @@ def test_forget_suppresses_someone_never_seen(store):
         assert acct.profiles == {}
 
 
+# Characters that str.lower() or casefold() turn into, or out of, ASCII letters: Kelvin sign,
+# dotless i, capital I with dot, long s, and fullwidth letters (which lower() folds among
+# themselves).
+CONFUSABLE_EMAILS = [
+    ("\u212aim@example.com", "kim@example.com"),
+    ("k\u0131m@example.com", "kim@example.com"),
+    ("k\u0130m@example.com", "kim@example.com"),
+    ("\u017fam@example.com", "sam@example.com"),
+    ("\uff2bim@example.com", "\uff4bim@example.com"),
+    ("\uff2bim@example.com", "kim@example.com"),
+]
+
+
+@pytest.mark.parametrize("confusable, plain", CONFUSABLE_EMAILS)
+def test_emails_fold_ascii_case_only(store, confusable, plain):
+    with store.open("acme") as (acct, now):
+        kept = acct.new_profile(now, {"email": plain})
+        assert acct.forget(now, {"email": confusable}) == []
+        assert kept.active
+        assert acct.identify(now, {"email": plain}, {"seen": True}) is kept
+        ascii_upper = "".join(c.upper() if c.isascii() else c for c in plain)
+        assert acct.lookup("email", ascii_upper) == [kept]
+        assert not acct.is_suppressed({"email": plain})
+        assert acct.is_suppressed({"email": confusable})
+
+
 def test_forget_marks_every_match_and_suppresses_each_identifier(store):
     with store.open("acme") as (acct, now):
         a = acct.new_profile(now, {"email": "p@example.com"})

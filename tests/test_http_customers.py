@@ -144,3 +144,13 @@ def test_each_api_key_is_its_own_account(client):
     identify(alice, email="same@example.com")
     assert bob.post("/api/v1/customers/delete", json={"email": "same@example.com"}).status_code == 404
     assert bob.get("/api/v1/customers?email=same@example.com").json == {"users": []}
+
+
+def test_forgetting_a_kelvin_sign_lookalike_leaves_the_ascii_address_alone(api):
+    kim = identify(api, email="kim@example.com")
+    lookalike = "\u212aim@example.com"  # KELVIN SIGN, which str.lower() turns into "k"
+    forgotten = api.post("/api/v1/customers/forget", json={"email": lookalike})
+    assert forgotten.status_code == 200 and forgotten.headers["X-Fakeshift-Forgotten"] == "0"
+    assert "deletion_pending" not in api.get(f"/api/v1/customers/{kim['uuid']}").json["customer"]
+    assert identify(api, email="KIM@example.com", plan="gold")["uuid"] == kim["uuid"]
+    assert [s["value"] for s in api.state()["suppressed"]] == [lookalike]
