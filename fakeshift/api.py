@@ -183,7 +183,7 @@ def create_list():
         raise InvalidField("is_seed_list", "must be 0 or 1")
     with _account() as (account, now):
         custom_list = account.create_list(now, name, description, source, bool(seed))
-        return answer(custom_list.to_dict())
+        return answer(custom_list.to_dict(account.number))
 
 
 @bp.put("/custom_user_lists/add_user_to_list/<int:list_id>")
@@ -197,7 +197,7 @@ def add_user_to_list(list_id: int):
 @bp.get("/custom_user_lists/id/<int:list_id>")
 def list_details(list_id: int):
     with _account() as (account, _now):
-        return answer(account.get_list(list_id).to_dict())
+        return answer(account.get_list(list_id).to_dict(account.number))
 
 
 @bp.delete("/customer_group/<group_id>/user/<uuid:user_uuid>")

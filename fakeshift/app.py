@@ -42,7 +42,7 @@ def create_app(config: Config | dict | None = None, *, load_scenario: bool = Tru
                   admin.OPEN_ENDPOINTS)
     # After auth, which names the account that limits and fault rules may target.
     ratelimit.init_app(app, emulator.rate_limits)
-    faults.init_app(app, emulator.faults)
+    faults.init_app(app, emulator.faults, config.magic_inputs)
     # Last, so its WSGI wrapper is outermost and also records connections a fault dropped.
     journal.init_app(app, emulator.journal)
     app.register_blueprint(api.bp)

@@ -38,6 +38,9 @@ class Config:
     faults: tuple = ()
     fault_seed: int = 0  # seeds every rule without a seed of its own
     max_fault_rules: int = 1000
+    # Identifiers at fail.fakeshift.test (or customer_ids starting fakeshift-fail-) inject the
+    # fault they name (fakeshift/magic.py).
+    magic_inputs: bool = True
     rate_limits: tuple = ()  # "[OPERATION:]rate=R,burst=B[,retry_after]" or JSON
     journal_size: int = 10_000
     journal_body_bytes: int = 4096

@@ -25,12 +25,12 @@ from functools import cache
 from flask import Blueprint, Flask, current_app, g, request
 from waitress.channel import ClientDisconnected
 
-from . import api
+from . import api, magic
 from .clock import VirtualClock, parse_iso
-from .errors import STATUS_BODIES, InvalidField, LimitReached, NotFound
+from .errors import STATUS_BODIES, BlueshiftError, InvalidField, LimitReached, NotFound
 from .http import answer
 from .journal import FAULT_KEY
-from .parsing import json_object
+from .parsing import PARSED_BODY_KEY, json_object
 from .patterns import PatternError, compile_glob, compile_regex
 from .scenario import ScenarioError, check_definition, definition_validator, parse_duration
 
@@ -381,7 +381,7 @@ class FaultRules:
         """No rule installed; safe without the lock, since the tuple is replaced whole."""
         return not self._rules
 
-    def _compile_header(self, value: str, account: str | None) -> Rule:
+    def _compile_header(self, value: str, account: str | None, label: str) -> Rule:
         try:
             if len(value) > MAX_HEADER_LENGTH:
                 raise FaultSpecError(f"at most {MAX_HEADER_LENGTH} characters")
@@ -390,9 +390,9 @@ class FaultRules:
             rule = compile_rule(document, HEADER, MAX_HEADER_LATENCY_SECONDS)
         except FaultSpecError as exc:
             raise InvalidField(HEADER, str(exc)) from exc
-        rule.id = HEADER_RULE_ID
+        rule.id = label
         if "seed" not in document:
-            rule.rng = random.Random(f"{self.seed}:{HEADER_RULE_ID}:{account}:{value}")
+            rule.rng = random.Random(f"{self.seed}:{label}:{account}:{value}")
         return rule
 
     def _keep_header_rule(self, key: tuple, fresh: Rule) -> Rule:
@@ -425,17 +425,19 @@ class FaultRules:
         return None
 
     def decide_header(self, value: str, operation: str | None, method: str, path: str,
-                      account: str | None) -> Outcome | None:
-        """The fault a request asks for in its own header. Its counters (first=2, every=3, ...)
-        are kept per account and header value, so a client sending the same header on every
-        call gets "fail twice, then succeed"."""
-        key = (account, value)
+                      account: str | None, label: str = HEADER_RULE_ID,
+                      counted_by: str | None = None) -> Outcome | None:
+        """The fault a request asks for itself, in its header (or through a magic input, then
+        with its own label, counted by the identifier). Counters (first=2, every=3, ...) are kept
+        per account and header value, so a client sending the same header on every call gets
+        "fail twice, then succeed"."""
+        key = (account, value if counted_by is None else f"{label}:{counted_by}")
         with self._lock:
             rule = self._header_rules.get(key)
             if rule is not None:
                 self._header_rules.move_to_end(key)
         if rule is None:
-            rule = self._keep_header_rule(key, self._compile_header(value, account))
+            rule = self._keep_header_rule(key, self._compile_header(value, account, label))
         with self._lock:
             if rule.targets(operation, method, path, account) and rule.fires(self.clock):
                 return rule.outcome()
@@ -475,21 +477,43 @@ class TransportFaults:
         return [whole[:len(whole) // 2]]
 
 
-def init_app(app: Flask, rules: FaultRules) -> None:
+def _magic_identifier(req) -> str | None:
+    """A magic input in the request, found without parsing unless its raw bytes hold one."""
+    raw = req.get_data(cache=True)
+    query = req.query_string
+    if not any(marker in raw or marker in query for marker in magic.MARKERS):
+        return None
+    try:
+        body = json_object(raw, req.mimetype, req.environ.get(PARSED_BODY_KEY)) if raw else {}
+    except BlueshiftError:
+        body = {}  # the handler refuses the body itself
+    try:
+        return magic.find_identifier(body, req.args)
+    except magic.MagicInputError as exc:
+        raise InvalidField("identifier", str(exc)) from exc
+
+
+def init_app(app: Flask, rules: FaultRules, magic_inputs: bool = True) -> None:
     """Faults for Blueshift requests (never the control plane), after auth has named the
-    account. The header rule, when a request sends one, is asked first."""
+    account. The request's own header is asked first, then a magic input, then the rules."""
 
     @app.before_request
     def inject_fault():
         req = request._get_current_object()
+        if req.blueprint != api.bp.name:
+            return None
         header = req.environ.get(HEADER_ENVIRON_KEY)
-        # The common case, no rules and no header, asks nothing else of the request.
-        if (header is None and rules.empty) or req.blueprint != api.bp.name:
+        identifier = _magic_identifier(req) if magic_inputs else None
+        # The common case, no rules, no header and no magic input, asks nothing else.
+        if header is None and identifier is None and rules.empty:
             return None
         api_key = g.get("api_key")
         account = api_key.account if api_key is not None else None
         target = (req.endpoint, req.method, req.path, account)
         outcome = rules.decide_header(header, *target) if header is not None else None
+        if outcome is None and identifier is not None:
+            outcome = rules.decide_header(magic.directive(identifier), *target,
+                                          label=magic.LABEL, counted_by=identifier)
         if outcome is None:
             outcome = rules.decide(*target)
         if outcome is None:

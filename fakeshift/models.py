@@ -16,6 +16,7 @@ import heapq
 import itertools
 import string
 import threading
+import zlib
 from random import Random
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -164,19 +165,29 @@ class CustomList:
     updated_at: datetime
     members: dict[str, None] = field(default_factory=dict)  # profile uuids, in order added
 
-    def to_dict(self, with_members: bool = False) -> dict:
+    def to_dict(self, account_id: int, with_members: bool = False) -> dict:
+        """Blueshift's list object, every field of its export and no other."""
         body = {
             "id": self.id,
-            "uuid": self.uuid,
-            "name": self.name,
+            "account_id": account_id,
+            # Blueshift answers the name a list was created with as its `filename`.
+            "filename": self.name,
             "description": self.description,
-            "source": self.source,
-            "is_seed_list": self.is_seed_list,
+            "filesize": None,  # no file: lists are created empty, through the API
             "user_count": len(self.members),
             "status": "ready",
-            "import_method": "api",
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
+            "is_exporting": False,
+            # An account has one user here, the API itself, numbered like its account.
+            "user_id": account_id,
+            "source": self.source,
+            "uuid": self.uuid,
+            "is_seed_list": self.is_seed_list,
+            "deleted_at": None,  # lists are never deleted
+            "import_method": "api",
+            "version": "v2",  # what the export's create example shows for API-made lists
+            "author": "API",
         }
         if with_members:
             body["user_uuids"] = list(self.members)
@@ -257,6 +268,12 @@ class Account:
         self.purged_count = 0
 
     # ---- settings -------------------------------------------------------------------------
+
+    @property
+    def number(self) -> int:
+        """Blueshift's integer `account_id`. A fakeshift account has only a uuid, so this is
+        derived from it: stable for as long as the account lives, restarts included."""
+        return zlib.crc32(self.uuid.encode())
 
     @property
     def effective_deletion_delay(self) -> float:
@@ -600,7 +617,8 @@ class Account:
             "stats": self.stats(),
             "profiles": [p.to_dict() for p in sorted(self.profiles.values(), key=Profile.age_key)],
             "suppressed": list(self.suppressed.values()),
-            "lists": [lst.to_dict(with_members=True) for lst in self.lists.values()],
+            "lists": [lst.to_dict(self.number, with_members=True)
+                      for lst in self.lists.values()],
             "groups": [g.to_dict() for g in self.groups.values()],
         }
 

@@ -94,10 +94,13 @@ class CustomList:
     members: list = field(default_factory=list)  # Profile objects, in the order added
 
     def view(self, with_members: bool) -> dict:
-        body = {"id": self.id, "name": self.name, "description": self.description,
-                "source": self.source, "is_seed_list": False, "user_count": len(self.members),
-                "status": "ready", "import_method": "api",
-                "created_at": timestamp(self.created_at), "updated_at": timestamp(self.updated_at)}
+        """Blueshift's list object, without the uuid and the account's number (account_id and
+        user_id), which the server makes up."""
+        body = {"id": self.id, "filename": self.name, "description": self.description,
+                "filesize": None, "user_count": len(self.members), "status": "ready",
+                "created_at": timestamp(self.created_at), "updated_at": timestamp(self.updated_at),
+                "is_exporting": False, "source": self.source, "is_seed_list": False,
+                "deleted_at": None, "import_method": "api", "version": "v2", "author": "API"}
         if with_members:
             body["user_uuids"] = [p.uuid for p in self.members]
         return body

@@ -116,3 +116,29 @@ def test_remove_one_user_from_a_group(api, retail):
     assert api.delete(f"/api/v1/customer_group/grp_orion/user/{user}").status_code == 404
     state = api.state()
     assert state["groups"][0]["user_count"] == 1 and state["stats"]["active"] == 2
+
+
+# The custom list object of Blueshift's export (create and details answers), with its types.
+BLUESHIFT_LIST_FIELDS = {
+    "id": int, "account_id": int, "filename": str, "description": str, "filesize": type(None),
+    "user_count": int, "status": str, "created_at": str, "updated_at": str, "is_exporting": bool,
+    "user_id": int, "source": str, "uuid": str, "is_seed_list": bool, "deleted_at": type(None),
+    "import_method": str, "version": str, "author": str,
+}
+
+
+def test_the_list_object_has_blueshifts_fields_and_nothing_else(api, retail):
+    created = api.post("/api/v1/custom_user_lists/create",
+                       json={"name": "SF users", "description": "in SF", "is_seed_list": 1}).json
+    details = api.get(f"/api/v1/custom_user_lists/id/{created['id']}").json
+    assert created == details
+    assert {k: type(v) for k, v in details.items()} == BLUESHIFT_LIST_FIELDS
+    assert details["filename"] == "SF users"  # Blueshift answers the list's name as `filename`
+    assert (details["is_exporting"], details["is_seed_list"], details["version"]) == (
+        False, True, "v2")
+    # One account, one account_id (and its one user, the API); another account has another.
+    other = api.get(f"/api/v1/custom_user_lists/id/{retail['email_list']}").json
+    assert (other["account_id"], other["user_id"]) == (details["account_id"], details["user_id"])
+    api.key = "another-account"
+    elsewhere = api.post("/api/v1/custom_user_lists/create", json={"name": "SF users"}).json
+    assert elsewhere["account_id"] != details["account_id"]
