@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import reprlib
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -231,10 +232,29 @@ def _schema_problems(check: SchemaCheck, instance, root: str) -> list[Problem]:
     return problems
 
 
+# How much of a client's field name or value a violation shows. A mistake may be a megabyte
+# long; what broke must still fit in a line, in the log and in a strict-mode answer alike.
+SHOWN_CHARACTERS = 60
+MESSAGE_CHARACTERS = 240
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = SHOWN_CHARACTERS
+_SHOWN.maxlist = _SHOWN.maxdict = 3
+_SHOWN.maxlevel = 2
+
+
+def _shown(value) -> str:
+    """A short repr of a client's value (strings, arrays and objects are cut with `...`)."""
+    return _SHOWN.repr(value)
+
+
+def _field(name) -> str:
+    return clip(str(name), SHOWN_CHARACTERS)
+
+
 def _location(root: str, path) -> str:
     location = root
     for part in path:
-        location += f"[{part}]" if isinstance(part, int) else f".{part}"
+        location += f"[{part}]" if isinstance(part, int) else f".{_field(part)}"
     return location
 
 
@@ -247,11 +267,11 @@ def _describe(error, root: str) -> list[Problem]:
     where = _location(root, error.absolute_path)
     rule = error.validator
     if rule == "required":
-        return [Problem(f"{where}.{name}", rule, "is required")
+        return [Problem(f"{where}.{_field(name)}", rule, "is required")
                 for name in error.validator_value if name not in error.instance]
     if rule == "additionalProperties":
         known = error.schema.get("properties", {})
-        return [Problem(f"{where}.{name}", rule, "is not a recognised field")
+        return [Problem(f"{where}.{_field(name)}", rule, "is not a recognised field")
                 for name in error.instance if name not in known]
     if rule == "type":
         expected = error.validator_value
@@ -264,7 +284,33 @@ def _describe(error, root: str) -> list[Problem]:
     description = error.schema.get("description")
     if rule in ("anyOf", "pattern", "not") and description:
         return [Problem(where, rule, description)]
-    return [Problem(where, rule, error.message)]
+    return [Problem(where, rule, clip(_counted(error) or _fallback_message(error),
+                                      MESSAGE_CHARACTERS))]
+
+
+def _counted(error) -> str | None:
+    """What a size or choice rule says, without the instance it judged: jsonschema's own
+    message for a 51-customer bulk call is the repr of all 51 customers."""
+    rule, limit, instance = error.validator, error.validator_value, error.instance
+    if rule in ("maxItems", "minItems"):
+        # The array's field names what it holds: body.customers -> "51 customers".
+        last = error.absolute_path[-1] if error.absolute_path else None
+        noun = _field(last) if isinstance(last, str) else "items"
+        bound = "at most" if rule == "maxItems" else "at least"
+        return f"{len(instance)} {noun}; {bound} {limit} per call"
+    if rule in ("maxLength", "minLength"):
+        bound = "at most" if rule == "maxLength" else "at least"
+        return f"{len(instance)} characters; {bound} {limit}"
+    if rule == "enum":
+        return f"must be one of: {', '.join(map(str, limit))}; not {_shown(instance)}"
+    if rule == "const":
+        return f"must be {_shown(limit)}, not {_shown(instance)}"
+    return None
+
+
+def _fallback_message(error) -> str:
+    # jsonschema writes the judged value into its messages as a repr; show it cut short.
+    return error.message.replace(repr(error.instance), _shown(error.instance))
 
 
 def _article(kind: str) -> str:

@@ -21,6 +21,8 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .models import BULK_CAP, DELETE_ALL_CAP
+
 try:
     import requests
 except ImportError:  # the `contract` extra is not installed; run_contract says so
@@ -31,7 +33,6 @@ SERVED_DOCUMENT = "/_fakeshift/openapi/blueshift.json"
 TIMEOUT = 30
 # How much of a body a report shows.
 SHOWN_BODY_CHARS = 400
-DELETE_CAP = 50
 
 
 class UsageError(Exception):
@@ -301,16 +302,18 @@ def check_forget_before_identify(api: Blueshift, unique: str) -> None:
 
 
 def check_delete_all_cap(api: Blueshift, unique: str) -> None:
-    """120 profiles sharing one email take three delete-all calls (50, 50, 20), then 404."""
+    """Two caps' worth and 20 more profiles sharing one email (120 with Blueshift's cap of 50)
+    take three delete-all calls (50, 50, 20), then 404."""
     email = f"{unique}-dupes@example.com"
-    for start in (0, 50, 100):
+    total = 2 * DELETE_ALL_CAP + 20
+    for start in range(0, total, BULK_CAP):
         customers = [{"email": email, "customer_id": f"{unique}-dupe-{n}"}
-                     for n in range(start, min(start + 50, 120))]
+                     for n in range(start, min(start + BULK_CAP, total))]
         api.call("POST", "/api/v1/customers/bulk", 200, body={"customers": customers})
-    if len(_search(api, email)) != 120:
-        raise CheckFailed("POST /api/v1/customers/bulk", "three bulk calls of 50, 50, 20",
-                          f"{len(_search(api, email))} customers with the email", "120")
-    for expected_count in (50, 50, 20):
+    if len(_search(api, email)) != total:
+        raise CheckFailed("POST /api/v1/customers/bulk", f"bulk calls of {BULK_CAP}",
+                          f"{len(_search(api, email))} customers with the email", str(total))
+    for expected_count in (DELETE_ALL_CAP, DELETE_ALL_CAP, total - 2 * DELETE_ALL_CAP):
         api.call("POST", "/api/v1/customers/delete", 200, body={"email": email},
                  params={"delete_all_matching_customers": "true"}, expect_body=OK)
         scheduled = api.last_headers.get("X-Fakeshift-Scheduled")

@@ -15,6 +15,7 @@ from fakeshift import create_app
 from fakeshift.cli import build_parser, config_from_args
 from fakeshift.clock import VirtualClock
 from fakeshift.contract import Contract, Problem, ViolationLog, load_document
+from fakeshift.models import BULK_CAP
 
 
 def violations(client, account: str | None = None) -> list[dict]:
@@ -72,6 +73,44 @@ def test_a_violation_names_its_operation_time_and_message(api, client):
     assert found["operation"] == "forget"
     assert found["message"] == "at least one of email, customer_id, cookie, device_id is required"
     assert found["time"] == "2030-01-02T03:04:05.000000Z"
+
+
+def test_a_bulk_call_above_the_cap_says_how_many_and_the_cap(api, client):
+    customers = [{"email": f"bulk{n}@example.com", "note": "x" * 20} for n in range(BULK_CAP + 1)]
+    response = api.post("/api/v1/customers/bulk", json={"customers": customers})
+    assert response.status_code == 413
+    found = only_violation(client)
+    assert (found["location"], found["rule"]) == ("body.customers", "maxItems")
+    assert found["message"] == f"{BULK_CAP + 1} customers; at most {BULK_CAP} per call"
+
+
+def test_the_documents_bulk_cap_is_the_domains():
+    bulk = load_document("blueshift")["components"]["schemas"]["BulkRequest"]
+    assert bulk["properties"]["customers"]["maxItems"] == BULK_CAP
+
+
+@pytest.mark.parametrize("body, location, rule", [
+    # A value that is not one of a few: the value is shown, cut short.
+    ({"identifier_key": "k" * 5000, "identifier_value": "v"}, "body.identifier_key", "enum"),
+    # An unknown field with a huge name: the name is cut short wherever it appears.
+    ({"identifier_key": "email", "identifier_value": "v", "n" * 5000: 1},
+     "body." + "n" * 60, "additionalProperties"),
+])
+def test_violation_messages_and_locations_stay_short(api, client, body, location, rule):
+    strict = Blueshift(create_app({"strict_contract": True}).test_client())
+    for caller in (api, strict):
+        caller.put("/api/v1/custom_user_lists/remove_user_from_list/1001", json=body)
+    for found in (only_violation(client), only_violation(strict.client)):
+        assert found["rule"] == rule and found["location"].startswith(location)
+        assert len(found["location"]) < 120 and len(found["message"]) < 300, found
+    refused = strict.put("/api/v1/custom_user_lists/remove_user_from_list/1001", json=body)
+    assert len(refused.get_data()) < 500
+
+
+def test_an_enum_violation_names_the_allowed_values(api, client):
+    api.put("/api/v1/custom_user_lists/remove_user_from_list/1001",
+            json={"identifier_key": "phone", "identifier_value": "1"})
+    assert only_violation(client)["message"] == "must be one of: email, customer_id; not 'phone'"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer abc"},
