@@ -129,7 +129,12 @@ def account_state(name: str):
 
 @bp.delete("/accounts/<name>")
 def drop_account(name: str):
-    return answer({"status": "ok", "dropped": _emulator().store.drop_account(name)})
+    emulator = _emulator()
+    dropped = emulator.store.drop_account(name)
+    # Its contract violations go with it, also when refused requests never created it: the next
+    # user of the same key must not be blamed for them.
+    emulator.violations.clear(name)
+    return answer({"status": "ok", "dropped": dropped})
 
 
 @bp.put("/accounts/<name>/settings")

@@ -188,9 +188,9 @@ def fakeshift(fakeshift_server):
     # The clock belongs to the whole server: a test that froze it must not freeze the next one.
     if fakeshift_server.control.clock()["frozen"]:
         fakeshift_server.control.unfreeze()
-    # Keep a long session's memory flat; the key is never used again.
+    # Keep a long session's memory flat (the account's violations go with it); the key is
+    # never used again.
     fakeshift_server.control.drop_account(account.name)
-    fakeshift_server.control.clear_violations(account.name)
 
 
 def _contract_check_wanted(item: pytest.Item) -> bool:

@@ -195,6 +195,34 @@ def test_violations_are_kept_per_account_and_cleared_per_account(client):
     assert violations(client) == []
 
 
+def test_dropping_an_account_drops_its_violations_and_only_its_own(api, client):
+    api.seed(profiles=[{"email": "a@example.com"}])
+    api.post("/api/v1/customers/forget", json={})
+    Blueshift(client, "other").post("/api/v1/customers/forget", json={})
+    assert client.delete(f"/_fakeshift/accounts/{api.key}").json == {"status": "ok",
+                                                                     "dropped": True}
+    assert violations(client, api.key) == []
+    # A new use of the same key starts clean.
+    assert api.post("/api/v1/customers", json={"email": "a@example.com"}).status_code == 200
+    assert violations(client, api.key) == []
+    assert [v["account"] for v in violations(client)] == ["other"]
+
+
+def test_dropping_an_account_that_never_held_data_still_drops_its_violations(api, client):
+    # Refused before the handler ran, so the account itself was never created.
+    api.post("/api/v1/customers/forget", json={})
+    assert client.delete(f"/_fakeshift/accounts/{api.key}").json["dropped"] is False
+    assert violations(client) == []
+
+
+@pytest.mark.parametrize("to", ["scenario", "empty"])
+def test_reset_clears_violations_of_every_account(client, to):
+    for key in ("a", "b"):
+        Blueshift(client, key).post("/api/v1/customers/forget", json={})
+    assert client.post(f"/_fakeshift/reset?to={to}").status_code == 200
+    assert violations(client) == []
+
+
 def test_reset_clears_violations(api, client):
     api.post("/api/v1/customers/forget", json={})
     assert violations(client)
