@@ -15,9 +15,15 @@ from dataclasses import dataclass
 
 from flask import Flask, g, request
 
-from .errors import PermissionDenied, Unauthorized
+from .errors import BlueshiftError, PermissionDenied, Unauthorized
 
 ROLES = ("write", "read")
+ADMIN_TOKEN_HEADER = "X-Fakeshift-Admin-Token"
+# The control plane is fakeshift's own, so its 401 may say more than Blueshift's "Not
+# authorized": what is missing and how to send it.
+ADMIN_TOKEN_NEEDED = (f"Not authorized: this control-plane call needs the server's admin token "
+                      f"(--admin-token); send it as {ADMIN_TOKEN_HEADER}: <token> or as "
+                      "Authorization: Bearer <token>")
 MAX_KEY_LENGTH = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -91,7 +97,7 @@ class KeyRing:
         or `Authorization: Bearer T`."""
         if self._admin_token is None:
             return True
-        given = headers.get("X-Fakeshift-Admin-Token")
+        given = headers.get(ADMIN_TOKEN_HEADER)
         if given is None:
             scheme, _, token = headers.get("Authorization", "").partition(" ")
             given = token.strip() if scheme.lower() == "bearer" else None
@@ -128,5 +134,5 @@ def init_app(app: Flask, keyring: KeyRing, blueprint: str, control_blueprints: f
                 raise PermissionDenied()
         elif called in control_blueprints and req.endpoint not in open_admin_endpoints:
             if not keyring.admin_allowed(req.headers):
-                raise Unauthorized()
+                raise BlueshiftError({"message": ADMIN_TOKEN_NEEDED}, 401)
         return None

@@ -13,6 +13,7 @@ import requests
 
 from conftest import Blueshift, basic
 from fakeshift import create_app
+from fakeshift.contract import load_document
 
 # Probes and the published documents stay open: health checks and SDK generators have no secrets.
 OPEN_CONTROL_ENDPOINTS = {"admin.health", "admin.ready", "admin.openapi_document"}
@@ -207,3 +208,19 @@ def test_not_ready_and_no_blueshift_answers_while_a_large_scenario_loads(start_s
     assert seen[-1] == (200, 200), seen[-1]
     assert call.json()["user_count"] == 2
     assert requests.get(f"{server.url}/_fakeshift/health", timeout=5).json()["internal_errors"] == 0
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Fakeshift-Admin-Token": "wrong"},
+                                     {"Authorization": "Bearer wrong"}])
+def test_a_control_plane_401_says_an_admin_token_is_needed_and_how_to_send_it(headers):
+    client = create_app({"admin_token": "s3cret-admin"}).test_client()
+    response = client.get("/_fakeshift/accounts", headers=headers)
+    assert response.status_code == 401
+    message = response.json["message"]
+    assert "admin token" in message
+    assert "X-Fakeshift-Admin-Token" in message and "Authorization: Bearer" in message
+    # Blueshift's endpoints keep Blueshift's own 401.
+    refused = client.post("/api/v1/customers", json={"email": "a@example.com"}, headers=headers)
+    assert refused.status_code == 401 and refused.json == {"message": "Not authorized"}
+    documented = load_document("admin")["components"]["responses"]["Unauthorized"]
+    assert documented["content"]["application/json"]["example"] == response.json
