@@ -31,6 +31,8 @@ except ImportError:  # the `contract` extra is not installed; run_contract says 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SERVED_DOCUMENT = "/_fakeshift/openapi/blueshift.json"
 TIMEOUT = 30
+# How long the first request waits for a connection: a wrong address should fail in seconds.
+CONNECT_TIMEOUT = 5
 # How much of a body a report shows.
 SHOWN_BODY_CHARS = 400
 
@@ -172,7 +174,8 @@ def run_schema_checks(report: Report, document: dict, api_key: str, examples: in
                     response = case.call(base_url=report.base_url, session=session,
                                          timeout=TIMEOUT)
                 except requests.RequestException as exc:
-                    _record_schema(report, seen, case, "no answer", str(exc), "an HTTP answer")
+                    _record_schema(report, seen, case, "no answer", _root_cause(exc),
+                                   "an HTTP answer")
                     return
                 try:
                     case.validate_response(response)
@@ -224,7 +227,8 @@ class Blueshift:
             response = self.session.request(method, self.base_url + path, params=params,
                                             json=body, auth=self.auth, timeout=TIMEOUT)
         except requests.RequestException as exc:
-            raise CheckFailed(f"{method} {path}", sent, f"no answer: {exc}", f"HTTP {expect}")
+            raise CheckFailed(f"{method} {path}", sent, f"no answer: {_root_cause(exc)}",
+                              f"HTTP {expect}")
         try:
             answer = response.json()
         except ValueError:
@@ -345,7 +349,7 @@ def check_credentials_required(api: Blueshift, unique: str) -> None:
                                     timeout=TIMEOUT)
     except requests.RequestException as exc:
         raise CheckFailed("POST /api/v1/customers", "no Authorization header",
-                          f"no answer: {exc}", "HTTP 401")
+                          f"no answer: {_root_cause(exc)}", "HTTP 401")
     if response.status_code != 401:
         raise CheckFailed("POST /api/v1/customers",
                           f"POST /api/v1/customers {json.dumps({'email': email})} with no "
@@ -423,14 +427,31 @@ def run_contract(base_url: str, api_key: str, examples: int = 20, seed: int | No
                          "pip install 'fakeshift[contract]'")
     session = requests.Session()
     try:
-        session.get(base_url + "/", timeout=TIMEOUT)
+        session.get(base_url + "/", timeout=(CONNECT_TIMEOUT, TIMEOUT))
     except requests.RequestException as exc:
-        raise UsageError(f"cannot reach {base_url}: {exc}") from exc
+        raise UsageError(f"cannot reach {base_url}: {_root_cause(exc)}") from exc
     document, source = load_document(base_url, session)
     report = Report(base_url, source, seed if seed is not None else random.randrange(2**32))
     run_schema_checks(report, document, api_key, examples, session)
     run_semantic_checks(report, api_key, session)
     return report
+
+
+def _root_cause(exc: BaseException) -> str:
+    """Why a connection failed, in the operating system's words ("Connection refused", "Name or
+    service not known"), instead of the chain of exceptions urllib3 wraps around it."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    words, seen = None, set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.strerror:
+            words = exc.strerror
+        # urllib3's MaxRetryError keeps what went wrong in `reason`, not as its cause.
+        reason = getattr(exc, "reason", None)
+        exc = reason if isinstance(reason, BaseException) else exc.__cause__ or exc.__context__
+    return words or first_line
 
 
 def main(args: argparse.Namespace) -> int:

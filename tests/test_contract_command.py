@@ -5,6 +5,7 @@ unless told to."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -98,3 +99,14 @@ def test_names_the_missing_extra(monkeypatch, live_server):
     monkeypatch.setitem(sys.modules, "schemathesis", None)
     with pytest.raises(UsageError, match=r"pip install 'fakeshift\[contract\]'"):
         run_contract(live_server.url, "k")
+
+
+def test_a_server_that_is_down_is_one_line_and_exit_status_2(capsys):
+    with socket.socket() as probe:  # a port nothing listens on once the socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    status = main(["contract", "--base-url", f"http://127.0.0.1:{port}", "--api-key", "k"])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err == f"fakeshift contract: error: cannot reach http://127.0.0.1:{port}: " \
+                  "Connection refused\n"
