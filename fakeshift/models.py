@@ -21,7 +21,7 @@ from random import Random
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from .clock import VirtualClock, iso, parse_iso
 from .errors import (
@@ -41,6 +41,10 @@ LIST_SOURCES = ("email", "customer_id")
 DELETE_ALL_CAP = 50
 # One bulk create call carries at most this many customers.
 BULK_CAP = 50
+# The default cap on profiles held by all accounts together (pending deletions included): about
+# 1 GB at ~480 bytes a profile, and room for one account at max_profiles_per_account's default
+# (the benchmark seeds a million). Without it, max_accounts times that per-account cap is no bound.
+MAX_PROFILES_TOTAL = 2_000_000
 # Fields of a profile that identify calls cannot set as free attributes.
 RESERVED_FIELDS = frozenset(
     {"uuid", "created_at", "updated_at", "deletion_pending", "deletion_due_at",
@@ -88,6 +92,7 @@ class Settings:
     group_delete_users_default: bool = True
     max_accounts: int = 10_000
     max_profiles_per_account: int = 2_000_000
+    max_profiles_total: int = MAX_PROFILES_TOTAL
 
 
 @dataclass(frozen=True)
@@ -245,13 +250,39 @@ class Group:
                    dict(state["extended_attributes"]), dict.fromkeys(state["user_uuids"]))
 
 
+class ProfileTally:
+    """How many profiles the accounts of one store hold, against Settings.max_profiles_total.
+    The store lock guards it, as it guards the accounts."""
+
+    def __init__(self, settings: Settings, accounts: Callable[[], Iterable[Account]] = tuple):
+        self.count = 0
+        self._settings = settings
+        self._accounts = accounts
+
+    def make_room(self, now: datetime) -> None:
+        """Room for one more profile, or LimitReached."""
+        cap = self._settings.max_profiles_total
+        if self.count < cap:
+            return
+        # Profiles fallen due in accounts nobody has opened since are gone for every client
+        # already; only their purge is pending.
+        for account in self._accounts():
+            account.purge_due(now)
+        if self.count >= cap:
+            raise LimitReached(
+                f"Profile limit reached: the server holds {cap} profiles (max_profiles_total)")
+
+
 class Account:
     """One tenant: everything one API key (or one configured account) can see and change."""
 
-    def __init__(self, name: str, settings: Settings, account_uuid: str | None = None):
+    def __init__(self, name: str, settings: Settings, account_uuid: str | None = None,
+                 tally: ProfileTally | None = None):
         self.name = name
         self.uuid = account_uuid or new_uuid()
         self._settings = settings
+        # Shared with the other accounts of the store; an account on its own counts alone.
+        self._tally = tally if tally is not None else ProfileTally(settings)
         self.deletion_delay: float | None = None  # None: the server's default
         self.profiles: dict[str, Profile] = {}
         # kind -> match key -> profiles not yet purged, in creation order: the profile itself
@@ -290,12 +321,14 @@ class Account:
                 f"Profile limit reached: this account holds "
                 f"{self._settings.max_profiles_per_account} profiles (max_profiles_per_account)"
             )
+        self._tally.make_room(now)
         profile = Profile(profile_uuid or new_uuid(), next(self._seq), created_at or now)
         if profile.uuid in self.profiles:
             raise InvalidField("uuid", f"{profile.uuid} already exists")
         if created_at is not None:
             profile.updated_at = created_at
         self.profiles[profile.uuid] = profile
+        self._tally.count += 1
         self._set_identifiers(profile, identifiers)
         if attributes:
             profile.attributes = dict(attributes)
@@ -442,6 +475,7 @@ class Account:
                 group.user_uuids.pop(profile_uuid, None)
             purged += 1
         self.purged_count += purged
+        self._tally.count -= purged
         return purged
 
     # ---- custom lists ----------------------------------------------------------------------
@@ -571,9 +605,10 @@ class Account:
         }
 
     @classmethod
-    def from_state(cls, state: dict, settings: Settings) -> "Account":
+    def from_state(cls, state: dict, settings: Settings,
+                   tally: ProfileTally | None = None) -> "Account":
         """Rebuild an account written by to_state: indexes, purge queue and sequence included."""
-        account = cls(state["name"], settings, state["uuid"])
+        account = cls(state["name"], settings, state["uuid"], tally)
         account.deletion_delay = state["deletion_delay"]
         account.purged_count = state["purged_count"]
         for saved in state["profiles"]:
@@ -594,6 +629,7 @@ class Account:
                                             parse_iso(deletion["due_at"]))
                 heapq.heappush(account._purge_queue,
                                (profile.deletion.due_at, profile.seq, profile.uuid))
+        account._tally.count += len(account.profiles)
         last_seq = max((p.seq for p in account.profiles.values()), default=-1)
         account._seq = itertools.count(last_seq + 1)
         for entry in state["suppressed"]:
@@ -631,6 +667,7 @@ class Store:
         self.settings = settings or Settings()
         self._lock = threading.RLock()
         self._accounts: dict[str, Account] = {}
+        self._tally = self._new_tally()
 
     @contextmanager
     def open(self, name: str, create: bool = True) -> Iterator[tuple[Account, datetime]]:
@@ -651,9 +688,13 @@ class Store:
                 f"Account limit reached: the server holds {self.settings.max_accounts} "
                 f"accounts (max_accounts)"
             )
-        account = Account(name, self.settings, account_uuid)
+        account = Account(name, self.settings, account_uuid, self._tally)
         self._accounts[name] = account
         return account
+
+    def _new_tally(self) -> ProfileTally:
+        # The accounts looked up when needed: restore() replaces the dictionary.
+        return ProfileTally(self.settings, lambda: self._accounts.values())
 
     def account_names(self) -> list[str]:
         with self._lock:
@@ -661,11 +702,16 @@ class Store:
 
     def drop_account(self, name: str) -> bool:
         with self._lock:
-            return self._accounts.pop(name, None) is not None
+            account = self._accounts.pop(name, None)
+            if account is None:
+                return False
+            self._tally.count -= len(account.profiles)
+            return True
 
     def clear(self) -> None:
         with self._lock:
             self._accounts.clear()
+            self._tally.count = 0
 
     def to_state(self) -> list[dict]:
         """Every account as plain data, copied under the lock so the snapshot is consistent."""
@@ -673,13 +719,19 @@ class Store:
             return [account.to_state() for account in self._accounts.values()]
 
     def restore(self, accounts: list[dict]) -> None:
-        """Replace every account with ones rebuilt from `to_state` data, honouring max_accounts."""
-        rebuilt = [Account.from_state(saved, self.settings) for saved in accounts]
+        """Replace every account with ones rebuilt from `to_state` data, honouring max_accounts
+        and max_profiles_total."""
+        tally = self._new_tally()
+        rebuilt = [Account.from_state(saved, self.settings, tally) for saved in accounts]
         if len(rebuilt) > self.settings.max_accounts:
             raise LimitReached(f"Account limit reached: the state holds {len(rebuilt)} accounts, "
                                f"more than max_accounts ({self.settings.max_accounts})")
+        if tally.count > self.settings.max_profiles_total:
+            raise LimitReached(f"Profile limit reached: the state holds {tally.count} profiles, "
+                               f"more than max_profiles_total ({self.settings.max_profiles_total})")
         with self._lock:
             self._accounts = {account.name: account for account in rebuilt}
+            self._tally = tally
 
     @contextmanager
     def exclusive(self) -> Iterator["Store"]:

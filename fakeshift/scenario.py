@@ -2,11 +2,17 @@
 
 A scenario is checked against `schemas/scenario.schema.yaml` before anything is built, and every
 error names the file, the entry (e.g. `accounts[0].profiles[3].email`) and the problem.
+
+YAML is read as a way of writing JSON: whatever JSON cannot carry (a date, binary data, NaN, a
+key that is not a string, an alias) is refused, not converted, because profiles answer as JSON.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,14 +21,20 @@ from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from .clock import VirtualClock, parse_iso
 from .errors import BlueshiftError
 from .models import IDENTIFIER_KINDS, Account, Settings, Store
+from .parsing import MAX_JSON_DEPTH
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 MAX_DURATION_SECONDS = 100 * 365.25 * 86400
+# A document failing its schema is reported with this many of its problems at most: a hostile
+# one can have a problem per entry, and each costs an error object to find.
+MAX_REPORTED_PROBLEMS = 20
 
 
 class ScenarioError(ValueError):
@@ -62,11 +74,17 @@ _ACCOUNT_VALIDATOR = Draft202012Validator(
 
 
 def _check(validator: Draft202012Validator, document, source: str) -> None:
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ScenarioError(f"{source}: {_where(first.absolute_path)}: {first.message}{more}")
+    found = list(itertools.islice(validator.iter_errors(document), MAX_REPORTED_PROBLEMS + 1))
+    if not found:
+        return
+    shown = sorted(found[:MAX_REPORTED_PROBLEMS], key=lambda e: list(e.absolute_path))
+    problems = "; ".join(f"{_where(e.absolute_path)}: {e.message}" for e in shown)
+    if len(found) == 1:
+        raise ScenarioError(f"{source}: {problems}")
+    if len(found) > MAX_REPORTED_PROBLEMS:
+        raise ScenarioError(f"{source}: more than {MAX_REPORTED_PROBLEMS} problems, "
+                            f"the first {MAX_REPORTED_PROBLEMS}: {problems}")
+    raise ScenarioError(f"{source}: {len(found)} problems: {problems}")
 
 
 def check_account_fragment(fragment, source: str) -> None:
@@ -108,10 +126,7 @@ class Scenario:
 
     @classmethod
     def from_text(cls, text: str, source: str = "<scenario>") -> "Scenario":
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"{source}: not valid YAML: {exc}") from exc
+        document = load_json_yaml(text, source)
         return cls.from_document(document if document is not None else {}, source)
 
     @classmethod
@@ -143,6 +158,148 @@ class Scenario:
         for position, spec in enumerate(self.document.get("accounts", [])):
             with store.open(spec["key"]) as (account, now):
                 seed_account(account, now, spec, f"{self.source}: accounts[{position}]")
+
+
+# ---- YAML, read as JSON -------------------------------------------------------------------------
+
+_YAML_TAG = "tag:yaml.org,2002:"
+# Valid as YAML (and JSON) escapes, but not text: they cannot be written out as UTF-8. JSON
+# bodies are refused for them too (parsing.py).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What each YAML type is, in the words of a refusal; other tags are named as they are written.
+_KINDS = {"int": "a number", "float": "a number", "bool": "a boolean", "null": "null",
+          "binary": "binary data (!!binary)", "merge": "a merge key (<<)"}
+# Its scalar methods keep no state, so one instance serves every thread.
+_SCALARS = SafeConstructor()
+
+
+class _NotJsonValue(Exception):
+    """Raised where YAML reading stops; load_json_yaml makes it a ScenarioError naming the
+    entry, as only it knows the source."""
+
+    def __init__(self, path, problem: str):
+        super().__init__(problem)
+        self.path = [step for step in path if step is not None]
+        self.problem = problem
+
+
+def load_json_yaml(text: str, source: str):
+    """The JSON value a YAML document writes, or a one-line ScenarioError naming the entry that
+    is not one (e.g. `accounts[0].profiles[3].attributes.birthday: a date is not a JSON value;
+    quote it`). None for an empty document."""
+    loader = _JsonYamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        return None if node is None else _json_value(node, ())
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{source}: not valid YAML: {exc}") from exc
+    except _NotJsonValue as exc:
+        raise ScenarioError(f"{source}: {_where(exc.path)}: {exc.problem}") from exc
+    finally:
+        loader.dispose()
+
+
+class _JsonYamlLoader(yaml.SafeLoader):
+    """Composes a YAML document's nodes, refusing anchors and aliases (an alias repeats a value
+    without repeating its bytes: a few hundred bytes of "billion laughs" expand to gigabytes)
+    and nesting deeper than a JSON body may have (the composer recurses once per level, so
+    deep nesting would end in a RecursionError). It keeps the path of the entry it is
+    composing, so a refusal names the entry."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.path: list = []
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        # A sequence item's index, a mapping value's key; None for the root and mapping keys.
+        self.path.append(index.value if isinstance(index, ScalarNode) else
+                         index if isinstance(index, int) else None)
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _NotJsonValue(self.path, f"YAML aliases (*{event.anchor}) are not allowed in "
+                                           "a scenario; write the value out")
+        if event.anchor is not None:
+            raise _NotJsonValue(self.path, f"YAML anchors (&{event.anchor}) are not allowed in "
+                                           "a scenario; write the value out")
+        collection = isinstance(event, yaml.CollectionStartEvent)
+        if collection:
+            self.depth += 1
+            if self.depth > MAX_JSON_DEPTH:
+                raise _NotJsonValue(self.path,
+                                    f"nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+        node = super().compose_node(parent, index)
+        if collection:
+            self.depth -= 1
+        self.path.pop()
+        return node
+
+
+def _json_value(node, path: tuple):
+    """The JSON value of a composed node (nesting is bounded by the loader: recursion is safe)."""
+    if isinstance(node, ScalarNode):
+        return _json_scalar(node, path)
+    if isinstance(node, SequenceNode) and node.tag == _YAML_TAG + "seq":
+        return [_json_value(item, (*path, n)) for n, item in enumerate(node.value)]
+    if isinstance(node, MappingNode) and node.tag == _YAML_TAG + "map":
+        mapping = {}
+        for key_node, value_node in node.value:
+            key = _json_key(key_node, path)
+            if key in mapping:
+                raise _NotJsonValue(path, f"the key {key!r} appears twice")
+            mapping[key] = _json_value(value_node, (*path, key))
+        return mapping
+    raise _NotJsonValue(path, f"{_kind(node)} is not a JSON value")
+
+
+def _json_scalar(node: ScalarNode, path: tuple):
+    tag, text = node.tag.removeprefix(_YAML_TAG), node.value
+    if tag == "str":
+        if _LONE_SURROGATE.search(text):
+            raise _NotJsonValue(path, "contains a lone UTF-16 surrogate (\\ud800-\\udfff), "
+                                      "which is not text")
+        return text
+    if tag == "null":
+        return None
+    if tag == "bool":
+        return _SCALARS.construct_yaml_bool(node)
+    if tag == "int":
+        try:
+            return _SCALARS.construct_yaml_int(node)
+        except ValueError as exc:  # past int()'s digit limit, as JSON bodies are refused
+            raise _NotJsonValue(path, f"the number {_excerpt(text)} has too many digits (at "
+                                      f"most {sys.get_int_max_str_digits()})") from exc
+    if tag == "float":
+        value = _SCALARS.construct_yaml_float(node)
+        if not math.isfinite(value):
+            raise _NotJsonValue(path, f"{_excerpt(text)} is not a JSON value (JSON numbers "
+                                      "are finite)")
+        return value
+    if tag == "timestamp":
+        raise _NotJsonValue(path, f"{_kind(node)} is not a JSON value; quote it")
+    raise _NotJsonValue(path, f"{_kind(node)} is not a JSON value")
+
+
+def _json_key(node, path: tuple) -> str:
+    if not isinstance(node, ScalarNode):
+        raise _NotJsonValue(path, "a key must be a string, not a sequence or mapping")
+    if node.tag != _YAML_TAG + "str":
+        raise _NotJsonValue(path, f"the key {_excerpt(node.value)!r} is {_kind(node)}, not a "
+                                  "string; quote it")
+    return _json_scalar(node, path)
+
+
+def _kind(node) -> str:
+    tag = node.tag.removeprefix(_YAML_TAG)
+    if tag == "timestamp":
+        written = SafeConstructor.timestamp_regexp.match(node.value)
+        return "a timestamp" if written and written.group("hour") else "a date"
+    return _KINDS.get(tag, f"a value tagged {_excerpt(node.tag.replace(_YAML_TAG, '!!'))}")
+
+
+def _excerpt(text: str) -> str:
+    """The start of a long text: refusals quote what they refuse, and it may be megabytes."""
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _check_chaos(document: dict, source: str) -> None:

@@ -11,7 +11,10 @@ import requests
 from conftest import ROOT, Blueshift, basic
 from fakeshift import create_app
 from fakeshift.cli import build_parser, config_from_args
+from fakeshift.clock import VirtualClock
 from fakeshift.config import Config
+from fakeshift.errors import LimitReached
+from fakeshift.models import MAX_PROFILES_TOTAL, Settings, Store
 
 
 def _config(argv: list[str]) -> Config:
@@ -134,3 +137,101 @@ def test_fault_rules_and_journal_stay_within_their_limits():
     for n in range(12):
         api.post("/api/v1/customers", json={"customer_id": f"c{n}"})
     assert client.get("/_fakeshift/journal").json["count"] == 5
+
+
+def _with_profile_total(cap: int):
+    """An app whose server-wide profile cap is `cap` (a Settings field; no flag sets it)."""
+    app = create_app({})
+    emulator = app.extensions["fakeshift"]
+    emulator.base_settings.max_profiles_total = cap
+    emulator.reset("empty")
+    return app, app.test_client()
+
+
+def test_the_default_profile_total_bounds_the_server_below_every_account_at_its_cap():
+    settings = Settings()
+    assert settings.max_profiles_total == MAX_PROFILES_TOTAL
+    assert settings.max_profiles_total < settings.max_accounts * settings.max_profiles_per_account
+    assert MAX_PROFILES_TOTAL >= settings.max_profiles_per_account
+
+
+def test_the_server_wide_profile_limit_is_a_429_naming_it_across_accounts():
+    app, client = _with_profile_total(5)
+    for key, count in (("a", 3), ("b", 2)):
+        for n in range(count):
+            assert Blueshift(client, key).post(
+                "/api/v1/customers", json={"customer_id": f"c{n}"}).status_code == 200
+    refused = Blueshift(client, "c").post("/api/v1/customers", json={"customer_id": "c0"})
+    assert refused.status_code == 429
+    assert refused.json == {"message": "Profile limit reached: the server holds 5 profiles "
+                                       "(max_profiles_total)"}
+    assert Blueshift(client, "a").post("/api/v1/customers",
+                                       json={"customer_id": "c1", "plan": "pro"}).status_code == 200
+    seed = client.post("/_fakeshift/accounts/b/seed", json={"profiles": [{"email": "z@e.com"}]})
+    assert seed.status_code == 400 and "max_profiles_total" in str(seed.json)
+    stats = {a["account"]: a["stats"]["profiles"]
+             for a in client.get("/_fakeshift/accounts").json["accounts"]}
+    assert stats == {"a": 3, "b": 2, "c": 0}
+    assert app.extensions["fakeshift"].internal_errors == 0
+
+
+def test_a_scenario_past_the_profile_total_is_refused_and_changes_nothing():
+    _app, client = _with_profile_total(5)
+    Blueshift(client, "kept").seed(profiles=[{"email": "kept@example.com"}])
+    scenario = {"accounts": [{"key": "x", "generate": [{"count": 3, "email": "x{n}@e.com"}]},
+                             {"key": "y", "profiles": [{"email": "y@e.com", "count": 3}]}]}
+    refused = client.put("/_fakeshift/scenario", json=scenario)
+    assert refused.status_code == 400
+    (message,) = refused.json["errors"]["scenario"]
+    assert message == ("request body: accounts[1].profiles[0]: Profile limit reached: the server "
+                       "holds 5 profiles (max_profiles_total)")
+    assert [a["account"] for a in client.get("/_fakeshift/accounts").json["accounts"]] == ["kept"]
+    scenario["accounts"][1]["profiles"][0]["count"] = 2
+    assert client.put("/_fakeshift/scenario", json=scenario).status_code == 200
+
+
+def _fill(store: Store, name: str, *customer_ids: str) -> None:
+    with store.open(name) as (account, now):
+        for customer_id in customer_ids:
+            account.new_profile(now, {"customer_id": customer_id})
+
+
+def _refused(store: Store, name: str) -> None:
+    with pytest.raises(LimitReached, match="max_profiles_total"):
+        _fill(store, name, "one-too-many")
+
+
+def test_purged_dropped_and_cleared_profiles_make_room_again():
+    clock = VirtualClock()
+    store = Store(clock, Settings(max_profiles_total=3, deletion_delay=60))
+    _fill(store, "a", "c0", "c1", "c2")
+    _refused(store, "a")
+    with store.open("a") as (account, now):
+        account.delete(now, {"customer_id": "c0"}, all_matching=False)
+    _refused(store, "b")  # a pending deletion still counts, as for max_profiles_per_account
+    clock.advance(61)
+    # c0 has fallen due: it makes room although nothing has opened account a since.
+    _fill(store, "b", "b0")
+    _refused(store, "b")
+    store.drop_account("b")
+    _fill(store, "a", "c3")
+    _refused(store, "a")
+    saved = store.to_state()
+    store.clear()
+    _fill(store, "c", "f0", "f1")
+    store.restore(saved)
+    _refused(store, "c")
+    store.drop_account("a")
+    _fill(store, "d", "d0", "d1", "d2")
+    _refused(store, "d")
+
+
+def test_a_saved_state_past_the_profile_total_is_refused():
+    big = Store(VirtualClock(), Settings())
+    with big.open("a") as (account, now):
+        for n in range(4):
+            account.new_profile(now, {"customer_id": f"c{n}"})
+    small = Store(VirtualClock(), Settings(max_profiles_total=3))
+    with pytest.raises(LimitReached, match=r"holds 4 profiles, more than max_profiles_total \(3\)"):
+        small.restore(big.to_state())
+    assert small.account_names() == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fakeshift import create_app
-from fakeshift.scenario import Scenario, ScenarioError, parse_duration
+from fakeshift.scenario import MAX_REPORTED_PROBLEMS, Scenario, ScenarioError, parse_duration
 from conftest import SCENARIOS, Blueshift
 
 
@@ -81,3 +81,36 @@ def test_durations(text, seconds):
 def test_bad_durations(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+def test_a_scenario_failing_the_schema_lists_every_problem():
+    text = ("settings: {deletion_delay: soon}\n"
+            "accounts: [{key: a, profiles: [{firstname: x}], lists: [{name: L, source: phone}]},"
+            " {kee: b}]\n")
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_text(text, "broken.yaml")
+    message = str(caught.value)
+    assert message.startswith("broken.yaml: 6 problems: accounts[0].lists[0].source: ")
+    for where in ("accounts[0].profiles[0]: Additional properties are not allowed",
+                  "accounts[0].profiles[0]: {'firstname': 'x'} is not valid",
+                  "accounts[1]: Additional properties are not allowed ('kee' was unexpected)",
+                  "accounts[1]: 'key' is a required property", "settings.deletion_delay: "):
+        assert f"; {where}" in message, where
+    assert "more problems" not in message
+
+
+def test_the_problems_listed_stop_at_a_cap():
+    text = "accounts: [" + ", ".join(f"{{key: a{n}, lists: [{{name: L, source: phone}}]}}"
+                                     for n in range(MAX_REPORTED_PROBLEMS + 5)) + "]"
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_text(text, "many.yaml")
+    message = str(caught.value)
+    assert message.startswith(f"many.yaml: more than {MAX_REPORTED_PROBLEMS} problems, "
+                              f"the first {MAX_REPORTED_PROBLEMS}: accounts[0].lists[0].source: ")
+    assert message.count(".source: ") == MAX_REPORTED_PROBLEMS
+
+
+def test_one_problem_is_reported_alone():
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_text("settings: {deletion_delay: soon}", "one.yaml")
+    assert str(caught.value).startswith("one.yaml: settings.deletion_delay: 'soon' is not valid")
