@@ -34,6 +34,9 @@ from .app import create_app
 from .client import FakeshiftClient, FakeshiftError
 
 CONTRACT_MARKER = "fakeshift_contract"
+# How long the one look at a FAKESHIFT_URL server may take: a wrong address must end the run in
+# seconds, not after every test has waited for a server that is not there.
+REACH_TIMEOUT = 2.0
 
 
 class LiveServer:
@@ -156,13 +159,38 @@ def make_fakeshift_server(fakeshift_config):
     """The session's server: in this process, or the one FAKESHIFT_URL names (a container, with
     FAKESHIFT_ADMIN_TOKEN if it has one). Override it to choose otherwise."""
     if os.environ.get("FAKESHIFT_URL"):
-        external = ExternalServer(os.environ["FAKESHIFT_URL"],
-                                  os.environ.get("FAKESHIFT_ADMIN_TOKEN"))
-        external.control.wait_ready()
-        yield external
+        yield _reach(ExternalServer(os.environ["FAKESHIFT_URL"],
+                                    os.environ.get("FAKESHIFT_ADMIN_TOKEN")))
     else:
         with LiveServer(fakeshift_config) as server:
             yield server
+
+
+def _reach(server: ExternalServer) -> ExternalServer:
+    """The server FAKESHIFT_URL names, once it is ready; if it cannot be reached, is not a
+    fakeshift or never gets ready, the whole run stops with one message saying so."""
+    where = f"FAKESHIFT_URL={server.url}"
+    probe = FakeshiftClient(server.url, server.control.admin_token, timeout=REACH_TIMEOUT)
+    try:
+        probe.health()
+    except FakeshiftError as exc:
+        _stop(f"{where} answered {exc.status} to /_fakeshift/health: is it a fakeshift server? "
+              "Give its base URL, e.g. http://127.0.0.1:8080")
+    except ValueError as exc:
+        _stop(f"{where} is not an http(s) URL ({exc})")
+    except OSError as exc:  # refused, unknown host, timed out
+        reason = getattr(exc, "reason", exc)  # urllib's URLError wraps the OS error
+        _stop(f"{where} cannot be reached ({getattr(reason, 'strerror', None) or reason}); "
+              "start the server there, or unset FAKESHIFT_URL to run one in this process")
+    try:
+        server.control.wait_ready()
+    except TimeoutError as exc:
+        _stop(f"{where}: {exc} (is it still loading a large scenario?)")
+    return server
+
+
+def _stop(message: str) -> None:
+    pytest.exit(f"fakeshift: {message}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 from fakeshift.pytest_plugin import LiveServer
 
@@ -204,6 +207,41 @@ def test_fakeshift_url_points_the_fixtures_at_a_running_server(pytester, monkeyp
         ''')
         pytester.runpytest().assert_outcomes(passed=1)
         assert elsewhere.control.account("via-env")["stats"]["profiles"] == 1
+
+
+def test_an_unreachable_fakeshift_url_ends_the_run_at_once_with_one_message(
+        pytester, monkeypatch):
+    with socket.socket() as probe:  # a port nothing listens on once the socket is closed
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("FAKESHIFT_URL", url)
+    pytester.makepyfile(test_nowhere='''
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_needs_the_server(fakeshift, n):
+            pass
+    ''')
+    started = time.monotonic()
+    result = pytester.runpytest()
+    assert time.monotonic() - started < 10
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines([f"*FAKESHIFT_URL={url} cannot be reached (Connection refused)*"])
+    assert result.stdout.str().count("cannot be reached") == 1
+
+
+def test_a_fakeshift_url_that_is_not_fakeshift_ends_the_run_with_one_message(
+        pytester, monkeypatch):
+    with LiveServer({"access_log": False}) as elsewhere:
+        # A server that answers, but not as fakeshift does: every path is a 404.
+        monkeypatch.setenv("FAKESHIFT_URL", elsewhere.url + "/api/v1")
+        pytester.makepyfile(test_wrong='''
+            def test_needs_the_server(fakeshift):
+                pass
+        ''')
+        result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["*FAKESHIFT_URL=* answered 404 to /_fakeshift/health*"])
 
 
 def test_fakeshift_app_is_a_fresh_wsgi_app_per_test(pytester):
