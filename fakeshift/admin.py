@@ -157,7 +157,11 @@ def seed(name: str):
             created = seed_account(account, now, fragment, "request body")
     except ScenarioError as exc:
         raise InvalidField("seed", str(exc)) from exc
-    return answer({"status": "ok", **created})
+    # `created` counts profiles only (kept as it was for existing callers); `counts` has every
+    # kind. Each entry of lists, groups and suppressed made one, or the call failed.
+    counts = {"profiles": created["created"],
+              **{kind: len(fragment.get(kind, ())) for kind in ("suppressed", "lists", "groups")}}
+    return answer({"status": "ok", **created, "counts": counts})
 
 
 # ---- the virtual clock -------------------------------------------------------------------------

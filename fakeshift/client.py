@@ -18,7 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, TypedDict
 
-__all__ = ["FakeshiftClient", "FakeshiftError", "ClockSnapshot", "JournalPage", "ViolationsPage"]
+__all__ = ["FakeshiftClient", "FakeshiftError", "ClockSnapshot", "JournalPage", "SeedCounts",
+           "SeedResult", "ViolationsPage"]
 
 JSON = dict[str, Any]
 
@@ -32,6 +33,20 @@ class ClockSnapshot(TypedDict):
 class JournalPage(TypedDict):
     count: int
     entries: list[JSON]
+
+
+class SeedCounts(TypedDict):
+    profiles: int
+    suppressed: int
+    lists: int
+    groups: int
+
+
+class SeedResult(TypedDict):
+    status: str
+    created: int  # profiles, as counts["profiles"]
+    uuids: list[str]  # of the new profiles, in order
+    counts: SeedCounts
 
 
 class ViolationsPage(TypedDict):
@@ -142,9 +157,9 @@ class FakeshiftClient:
     def seed(self, account: str, *, profiles: list[JSON] | None = None,
              generate: list[JSON] | None = None, suppressed: list[JSON] | None = None,
              lists: list[JSON] | None = None, groups: list[JSON] | None = None,
-             deletion_delay: str | float | None = None) -> JSON:
+             deletion_delay: str | float | None = None) -> SeedResult:
         """Add data to an account, in the format of one `accounts[]` entry of a scenario file.
-        Returns `{"status", "created", "uuids"}`."""
+        Returns how many of each kind were created (`counts`), and the new profiles' `uuids`."""
         fragment = {"profiles": profiles, "generate": generate, "suppressed": suppressed,
                     "lists": lists, "groups": groups, "deletion_delay": deletion_delay}
         return self.request("POST", f"/accounts/{_segment(account)}/seed",

@@ -31,7 +31,7 @@ import waitress
 from waitress import wasyncore
 
 from .app import create_app
-from .client import FakeshiftClient, FakeshiftError
+from .client import FakeshiftClient, FakeshiftError, SeedResult
 
 CONTRACT_MARKER = "fakeshift_contract"
 # How long the one look at a FAKESHIFT_URL server may take: a wrong address must end the run in
@@ -121,7 +121,7 @@ class FakeshiftAccount:
     def state(self) -> dict[str, Any]:
         return self.control.account(self.name)
 
-    def seed(self, **fragment) -> dict[str, Any]:
+    def seed(self, **fragment) -> SeedResult:
         """Keyword arguments of FakeshiftClient.seed (profiles=, lists=, groups=, ...)."""
         return self.control.seed(self.name, **fragment)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import jsonschema
 import pytest
 
 from fakeshift import create_app
+from fakeshift.contract import load_document
 from conftest import SCENARIOS, Blueshift
 
 
@@ -70,11 +72,22 @@ def test_seed_profiles_duplicates_generators_lists_and_groups(api):
         groups=[{"group_id": "g", "members": [{"customer_id": "C2"}]}],
     )
     assert created["created"] == 8 and len(set(created["uuids"])) == 8
+    assert created["counts"] == {"profiles": 8, "suppressed": 1, "lists": 1, "groups": 1}
     state = api.state()
     assert state["stats"] == {"profiles": 8, "active": 8, "pending_deletion": 0, "purged": 0,
                               "suppressed": 1, "lists": 1, "groups": 1}
     assert state["lists"][0]["user_count"] == 2
     assert api.get("/api/v1/customers?email=user3@example.com").json["users"][0]["customer_id"] == "C3"
+
+
+def test_seeding_only_a_group_counts_the_group(api):
+    uuid = api.seed(profiles=[{"email": "g@example.com"}])["uuids"][0]
+    seeded = api.seed(groups=[{"group_id": "g", "members": [{"uuid": uuid}]}])
+    assert seeded == {"status": "ok", "created": 0, "uuids": [],
+                      "counts": {"profiles": 0, "suppressed": 0, "lists": 0, "groups": 1}}
+    documented = load_document("admin")["paths"]["/_fakeshift/accounts/{name}/seed"]["post"]
+    schema = documented["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(seeded, schema)
 
 
 def test_seed_refuses_a_member_that_does_not_exist(api, client):
