@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, request
 
+from .auth import READ_METHODS
 from .clock import iso
 from .errors import InvalidField, NotFound, TooLarge
 from .http import answer
@@ -26,8 +27,12 @@ def _body() -> dict:
 
 
 def _account():
-    """The caller's account, locked and brought up to date with the clock."""
-    return current_app.extensions["fakeshift"].store.open(g.api_key.account)
+    """The caller's account, locked and brought up to date with the clock. A read (GET) of an
+    account that does not exist answers as an empty one without creating it."""
+    store = current_app.extensions["fakeshift"].store
+    if request.method in READ_METHODS:
+        return store.read(g.api_key.account)
+    return store.open(g.api_key.account)
 
 
 def _required_identifiers(body: dict, kinds=IDENTIFIER_KINDS, required=IDENTIFIER_KINDS) -> dict:

@@ -682,6 +682,17 @@ class Store:
             account.purge_due(now)
             yield account, now
 
+    @contextmanager
+    def read(self, name: str) -> Iterator[tuple[Account, datetime]]:
+        """open(), for calls that only read: an unknown account is shown as an empty one and
+        is not created. Otherwise reads with ever-new keys would fill the store up to
+        max_accounts, and every later key that writes would be refused for good."""
+        with self._lock:
+            account = self._accounts.get(name) or Account(name, self.settings)
+            now = self.clock.now()
+            account.purge_due(now)
+            yield account, now
+
     def _add_account(self, name: str, account_uuid: str | None = None) -> Account:
         if len(self._accounts) >= self.settings.max_accounts:
             raise LimitReached(

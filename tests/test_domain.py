@@ -283,3 +283,15 @@ def test_clock_freeze_advance_set_and_unfreeze():
     clock.unfreeze()
     assert abs((clock.now() - T0).total_seconds()) < 1  # runs on from where it was
     assert clock.snapshot()["frozen"] is False
+
+
+def test_reading_an_unknown_account_shows_it_empty_without_creating_it(store):
+    with store.read("nobody") as (acct, _now):
+        assert acct.lookup("email", "a@example.com") == []
+        with pytest.raises(NotFound):
+            acct.get_list(1001)
+    assert store.account_names() == []
+    with store.open("somebody") as (acct, now):
+        made = acct.new_profile(now, {"email": "a@example.com"})
+    with store.read("somebody") as (acct, _now):
+        assert acct.lookup("email", "a@example.com") == [made]

@@ -224,3 +224,24 @@ def test_a_control_plane_401_says_an_admin_token_is_needed_and_how_to_send_it(he
     assert refused.status_code == 401 and refused.json == {"message": "Not authorized"}
     documented = load_document("admin")["components"]["responses"]["Unauthorized"]
     assert documented["content"]["application/json"]["example"] == response.json
+
+
+def test_reads_with_fresh_keys_create_no_account_so_a_new_key_can_still_write():
+    client = create_app({"max_accounts": 3}).test_client()
+    for n in range(20):
+        reader = Blueshift(client, f"reader-{n}")
+        assert reader.get("/api/v1/customers?email=a@example.com").json == {"users": []}
+        assert reader.get("/api/v1/customers/00000000-0000-4000-8000-000000000001").status_code \
+            == 404
+        assert reader.get("/api/v1/custom_user_lists/id/1001").status_code == 404
+    assert client.get("/_fakeshift/accounts").json == {"accounts": []}
+    for n in range(3):
+        writer = Blueshift(client, f"writer-{n}")
+        assert writer.post("/api/v1/customers", json={"email": "w@example.com"}).status_code == 200
+    # The cap still holds for accounts that write.
+    refused = Blueshift(client, "one-too-many").post("/api/v1/customers",
+                                                     json={"email": "w@example.com"})
+    assert refused.status_code == 429 and "max_accounts" in refused.json["message"]
+    # An existing account reads its own data as before.
+    found = Blueshift(client, "writer-0").get("/api/v1/customers?email=w@example.com").json
+    assert len(found["users"]) == 1
