@@ -12,6 +12,7 @@ import binascii
 import hmac
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from flask import Flask, g, request
 
@@ -26,6 +27,7 @@ ADMIN_TOKEN_NEEDED = (f"Not authorized: this control-plane call needs the server
                       "Authorization: Bearer <token>")
 MAX_KEY_LENGTH = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -37,15 +39,45 @@ class ApiKey:
 
     @classmethod
     def parse(cls, spec: str) -> "ApiKey":
-        """`KEY[:ROLE][@ACCOUNT]`: role write (default) or read; account defaults to the key."""
-        rest, _, account = spec.partition("@")
-        key, _, role = rest.partition(":")
-        role = role or "write"
+        """`KEY[:ROLE][@ACCOUNT]`: role write (default) or read; account defaults to the key.
+
+        Each separator appears at most once, in that order; an `@`, `:`, `,` or `%` inside a key
+        or account is written %40, %3A, %2C, %25. `KEY@ACCOUNT` with a dot in the account and no
+        role reads as an email address just as well (`user@example.com`), so it is refused with
+        both ways to say what was meant, rather than guessed."""
+        def refuse(why: str):
+            raise ValueError(f"API key spec {spec!r}: {why}")
+
+        if spec.count("@") > 1:
+            refuse("more than one '@'; write an '@' inside a key or account as %40")
+        if spec.count(":") > 1:
+            refuse("more than one ':'; write a ':' inside a key or account as %3A")
+        rest, at, account = spec.partition("@")
+        if ":" in account:
+            refuse("the role goes before the account: KEY:ROLE@ACCOUNT")
+        key, colon, role = rest.partition(":")
+        if at and not colon and "." in account:
+            refuse(f"reads as key {key!r} in account {account!r} but also as an email address; "
+                   f"for the key {spec} write {key}%40{account}, for that account give the role: "
+                   f"{key}:write@{account}")
+        if _BAD_ESCAPE.search(spec):
+            refuse("a '%' that starts no escape such as %40; write a '%' itself as %25")
+        try:
+            key, role, account = (unquote(part, errors="strict") for part in (key, role, account))
+        except UnicodeDecodeError:
+            refuse("a %-escape that is not UTF-8 text")
         if not key:
-            raise ValueError(f"API key spec {spec!r} has no key")
-        if role not in ROLES:
-            raise ValueError(f"API key spec {spec!r}: role must be one of {', '.join(ROLES)}")
-        return cls(key, role, account or key)
+            refuse("no key")
+        if colon and not role:
+            refuse("no role after ':'")
+        if colon and role not in ROLES:
+            refuse(f"role must be one of {', '.join(ROLES)}")
+        if at and not account:
+            refuse("no account after '@'")
+        if len(key) > MAX_KEY_LENGTH or _CONTROL.search(key):
+            refuse(f"the key could never be sent: at most {MAX_KEY_LENGTH} characters, none of "
+                   "them control characters")
+        return cls(key, role or "write", account or key)
 
 
 def basic_key(header: str | None) -> str | None:
