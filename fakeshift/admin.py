@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from . import contract
+from .api import use_id_converter
 from .clock import parse_iso
 from .emulator import Emulator
 from .errors import InvalidField
@@ -14,6 +15,7 @@ from .parsing import flag, json_object, only_fields
 from .scenario import Scenario, ScenarioError, check_account_fragment, parse_duration, seed_account
 
 bp = Blueprint("admin", __name__, url_prefix="/_fakeshift")
+use_id_converter(bp)
 # Probes must work without the admin token (container health checks have no secrets).
 OPEN_ENDPOINTS = frozenset({"admin.health", "admin.ready", "admin.openapi_document"})
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -121,13 +123,13 @@ def list_accounts():
     return answer({"accounts": accounts})
 
 
-@bp.get("/accounts/<name>")
+@bp.get("/accounts/<id:name>", merge_slashes=False)
 def account_state(name: str):
     with _emulator().store.open(name, create=False) as (account, _now):
         return answer(account.state())
 
 
-@bp.delete("/accounts/<name>")
+@bp.delete("/accounts/<id:name>", merge_slashes=False)
 def drop_account(name: str):
     emulator = _emulator()
     dropped = emulator.store.drop_account(name)
@@ -137,7 +139,7 @@ def drop_account(name: str):
     return answer({"status": "ok", "dropped": dropped})
 
 
-@bp.put("/accounts/<name>/settings")
+@bp.put("/accounts/<id:name>/settings", merge_slashes=False)
 def account_settings(name: str):
     body = _body(("deletion_delay",))
     with _emulator().store.open(name) as (account, _now):
@@ -146,7 +148,7 @@ def account_settings(name: str):
         return answer(account.state()["settings"])
 
 
-@bp.post("/accounts/<name>/seed")
+@bp.post("/accounts/<id:name>/seed", merge_slashes=False)
 def seed(name: str):
     """Seed profiles (duplicates included), generated profiles, suppressions, lists and groups,
     in the format of one `accounts[]` entry of a scenario file."""

@@ -7,6 +7,7 @@ Authentication, faults, the journal and contract checks wrap these handlers from
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, request
+from werkzeug.routing import BaseConverter
 
 from .auth import READ_METHODS
 from .clock import iso
@@ -15,7 +16,25 @@ from .http import answer
 from .models import BULK_CAP, IDENTIFIER_KINDS, RESERVED_FIELDS, TRACKING_KINDS
 from .parsing import PARSED_BODY_KEY, flag, identifiers, json_object, only_fields, string_field
 
+
+class IdConverter(BaseConverter):
+    """`<id:...>`: any non-empty text, slashes included, so that a group `a/b` or an account
+    `team/job-17` can be addressed (as `a/b` or `a%2Fb`: the server decodes both to `a/b`).
+    Routes using it also pass merge_slashes=False, or an id starting with `/` would be
+    redirected away."""
+
+    regex = ".+?"
+    part_isolating = False  # may span path segments
+    weight = 200  # as werkzeug's own path converter: routes with fixed segments win
+
+
+def use_id_converter(blueprint: Blueprint) -> None:
+    blueprint.record_once(
+        lambda state: state.app.url_map.converters.setdefault("id", IdConverter))
+
+
 bp = Blueprint("blueshift", __name__, url_prefix="/api/v1")
+use_id_converter(bp)
 
 OK = {"status": "ok"}
 _LIST_FIELDS = ("identifier_key", "identifier_value")
@@ -96,7 +115,7 @@ def unforget():
     return answer(OK, headers={"X-Fakeshift-Unsuppressed": str(lifted)})
 
 
-@bp.delete("/customer_group/<group_id>")
+@bp.delete("/customer_group/<id:group_id>", merge_slashes=False)
 def delete_group(group_id: str):
     delete_users = flag(request.args.get("delete_users"), "delete_users")
     with _account() as (account, now):
@@ -205,7 +224,7 @@ def list_details(list_id: int):
         return answer(account.get_list(list_id).to_dict(account.number))
 
 
-@bp.delete("/customer_group/<group_id>/user/<uuid:user_uuid>")
+@bp.delete("/customer_group/<id:group_id>/user/<uuid:user_uuid>", merge_slashes=False)
 def remove_group_user(group_id: str, user_uuid):
     user_uuid = str(user_uuid)
     with _account() as (account, now):

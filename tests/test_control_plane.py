@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import jsonschema
 import pytest
 
 from fakeshift import create_app
 from fakeshift.contract import load_document
+from fakeshift.pytest_plugin import LiveServer
 from conftest import SCENARIOS, Blueshift
 
 
@@ -144,3 +147,27 @@ def test_server_deletion_delay_setting(api, client):
     client.post("/_fakeshift/clock/advance", json={"by": "10m"})
     assert api.state()["stats"]["purged"] == 1
     assert client.put("/_fakeshift/settings", json={"deletion_delay": "soon"}).status_code == 400
+
+
+@pytest.mark.parametrize("key", ["team/job-17", "/leading", "trailing/", "a//b", "50%/x"])
+def test_an_account_whose_name_holds_slashes_is_addressable(client, key):
+    api = Blueshift(client, key)
+    assert api.post("/api/v1/customers", json={"email": "s@example.com"}).status_code == 200
+    path = f"/_fakeshift/accounts/{quote(key, safe='')}"
+    assert client.get(path).json["account"] == key
+    assert client.put(f"{path}/settings", json={"deletion_delay": 0}).status_code == 200
+    seeded = client.post(f"{path}/seed", json={"profiles": [{"email": "t@example.com"}]})
+    assert seeded.status_code == 200
+    assert client.get(path).json["stats"]["profiles"] == 2
+    assert client.delete(path).json == {"status": "ok", "dropped": True}
+    assert client.get("/_fakeshift/accounts").json == {"accounts": []}
+
+
+def test_the_control_client_reaches_slashed_account_names_over_http():
+    with LiveServer({"access_log": False}) as server:
+        control = server.control
+        control.seed("team/job-17", profiles=[{"email": "s@example.com"}])
+        assert control.account("team/job-17")["stats"]["profiles"] == 1
+        assert control.set_account_deletion_delay("team/job-17", 0)["deletion_delay"] == 0
+        assert control.drop_account("team/job-17")["dropped"] is True
+        assert control.accounts() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 
@@ -142,3 +144,17 @@ def test_the_list_object_has_blueshifts_fields_and_nothing_else(api, retail):
     api.key = "another-account"
     elsewhere = api.post("/api/v1/custom_user_lists/create", json={"name": "SF users"}).json
     assert elsewhere["account_id"] != details["account_id"]
+
+
+@pytest.mark.parametrize("group_id", ["a/b", "/a", "a/", "team//17", "a%2Fb"])
+def test_a_group_whose_id_holds_slashes_can_be_deleted_and_edited(api, group_id):
+    uuids = api.seed(profiles=[{"email": "g1@example.com"}, {"email": "g2@example.com"}])["uuids"]
+    api.seed(groups=[{"group_id": group_id, "members": [{"uuid": u} for u in uuids]}])
+    path = f"/api/v1/customer_group/{quote(group_id, safe='')}"
+    removed = api.delete(f"{path}/user/{uuids[0]}")
+    assert removed.status_code == 200 and removed.json["group_id"] == group_id
+    deleted = api.delete(f"{path}?delete_users=false")
+    assert deleted.status_code == 200 and deleted.json["group"]["group_id"] == group_id
+    assert deleted.json["group"]["user_uuids"] == [uuids[1]]
+    assert api.delete(path).status_code == 404
+

@@ -18,7 +18,7 @@ from fakeshift.contract import load_document
 # Probes and the published documents stay open: health checks and SDK generators have no secrets.
 OPEN_CONTROL_ENDPOINTS = {"admin.health", "admin.ready", "admin.openapi_document"}
 SAMPLE_ARGUMENTS = {"IntegerConverter": 1001, "UUIDConverter": uuid.UUID(int=7),
-                    "UnicodeConverter": "vip", "PathConverter": "x"}
+                    "UnicodeConverter": "vip", "PathConverter": "x", "IdConverter": "team/vip"}
 
 
 def _sample_url(app, rule) -> str:
