@@ -84,6 +84,22 @@ def _inline_refs(node, document: dict):
     return node
 
 
+# OpenAPI's `readOnly` says a property is only ever sent in answers; JSON Schema validators treat
+# it as an annotation. In a request schema, such a property becomes one that no value satisfies.
+_READ_ONLY_FIELD = {"not": {}, "description": "is set by Blueshift and cannot be written"}
+
+
+def _forbid_read_only(node):
+    """A copy of a request schema (refs inlined) in which every `readOnly` property is refused."""
+    if isinstance(node, dict):
+        if node.get("readOnly") is True:
+            return _READ_ONLY_FIELD
+        return {key: _forbid_read_only(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_forbid_read_only(item) for item in node]
+    return node
+
+
 @lru_cache(maxsize=1024)
 def canonical_path(template: str) -> str:
     """A path template with its parameters unnamed, so `/x/<int:list_id>` (Flask) and
@@ -140,7 +156,7 @@ class Operation:
             body = _inline_refs(body, document)
             self.body_required = bool(body.get("required"))
             schema = body["content"]["application/json"]["schema"]
-            self.body_validator = SchemaCheck(schema)
+            self.body_validator = SchemaCheck(_forbid_read_only(schema))
 
 
 class Contract:
@@ -278,7 +294,8 @@ def _describe(error, root: str) -> list[Problem]:
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return [Problem(where, rule, f"must be {_article(expected)}, not "
                                      f"{_TYPE_NAMES.get(type(error.instance), 'a value')}")]
-    if rule == "anyOf" and all(set(branch) == {"required"} for branch in error.validator_value):
+    if rule == "anyOf" and all("required" in branch and set(branch) <= {"type", "required"}
+                               for branch in error.validator_value):
         names = ", ".join(name for branch in error.validator_value for name in branch["required"])
         return [Problem(where, rule, f"at least one of {names} is required")]
     description = error.schema.get("description")

@@ -87,6 +87,63 @@ def test_examples_conform_to_their_schemas():
     assert checked >= 20
 
 
+# Where a schema holds further schemas (JSON Schema 2020-12's applicators).
+_ONE_SCHEMA = ("items", "not", "contains", "additionalProperties", "propertyNames", "if", "then",
+               "else", "unevaluatedItems", "unevaluatedProperties")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "dependentSchemas", "$defs")
+
+
+def _schemas(document: dict):
+    """(location, schema) for every schema object in an OpenAPI document: the components, each
+    parameter's, header's and media type's schema, and every schema nested inside those."""
+    pending = [(f"#/components/schemas/{name}", schema)
+               for name, schema in document["components"]["schemas"].items()]
+
+    def find_roots(node, where):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("example", "examples"):
+                    continue  # values, not OpenAPI objects
+                if key == "schema" and isinstance(value, dict):
+                    pending.append((f"{where}/schema", value))
+                elif where != "#/components" or key != "schemas":
+                    find_roots(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                find_roots(item, f"{where}/{index}")
+
+    find_roots(document["paths"], "#/paths")
+    find_roots(document["components"], "#/components")
+    while pending:
+        where, schema = pending.pop()
+        yield where, schema
+        for key in _ONE_SCHEMA:
+            if isinstance(schema.get(key), dict):
+                pending.append((f"{where}/{key}", schema[key]))
+        for key in _SCHEMA_LISTS:
+            pending.extend((f"{where}/{key}/{i}", s) for i, s in enumerate(schema.get(key, ())))
+        for key in _SCHEMA_MAPS:
+            pending.extend((f"{where}/{key}/{n}", s) for n, s in schema.get(key, {}).items())
+
+
+def test_every_blueshift_schema_has_a_type():
+    # Code generators pick a Python type from `type`: without it, openapi-python-client typed
+    # `const: true` as a literal it then wrote out as invalid Python, and a body of bare anyOf
+    # clauses as Any. A `$ref` is typed by what it points to.
+    schemas = list(_schemas(_document("blueshift")))
+    assert len(schemas) > 100
+    untyped = [where for where, schema in schemas if "$ref" not in schema and "type" not in schema]
+    assert untyped == []
+
+
+def test_every_blueshift_const_and_enum_value_is_of_its_schemas_type():
+    for where, schema in _schemas(_document("blueshift")):
+        values = [schema["const"]] if "const" in schema else schema.get("enum", [])
+        for value in values:
+            jsonschema.validate(value, {"type": schema["type"]})
+
+
 @pytest.mark.parametrize("name", FILES)
 def test_served_documents_equal_the_files_and_need_no_admin_token(name):
     client = create_app({"admin_token": "secret"}).test_client()
