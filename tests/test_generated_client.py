@@ -1,0 +1,185 @@
+"""A client generated from openapi/blueshift.yaml by openapi-python-client imports, types every
+request body as a model of its own, and speaks to a real `fakeshift serve`: every operation of
+the document is called through it and its answers are read back as the generated models."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import os
+import pkgutil
+import subprocess
+import sys
+import typing
+import uuid
+from pathlib import Path
+
+import attrs
+import pytest
+import requests
+import yaml
+
+from fakeshift.contract import _inline_refs
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENT = ROOT / "openapi" / "blueshift.yaml"
+PACKAGE = "blueshift_client"
+# The generator and the formatter it runs afterwards (ruff) are installed beside this Python.
+BIN = Path(sys.executable).parent
+
+
+def _operations() -> dict[str, dict]:
+    """operationId -> operation, for every operation of the document."""
+    document = yaml.safe_load(DOCUMENT.read_text(encoding="utf-8"))
+    return {operation["operationId"]: operation
+            for item in document["paths"].values() for operation in item.values()}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """The generated package, imported from a fresh directory (generation needs no network)."""
+    out = tmp_path_factory.mktemp("generated")
+    completed = subprocess.run(
+        [str(BIN / "openapi-python-client"), "generate", "--path", str(DOCUMENT),
+         "--output-path", str(out / PACKAGE), "--meta", "none", "--fail-on-warning"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    # --fail-on-warning: a construct the generator skips or cannot format fails here, loudly.
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    sys.path.insert(0, str(out))
+    try:
+        yield importlib.import_module(PACKAGE)
+    finally:
+        sys.path.remove(str(out))
+        for name in [n for n in sys.modules if n == PACKAGE or n.startswith(f"{PACKAGE}.")]:
+            del sys.modules[name]
+
+
+def _endpoint_modules(package) -> dict[str, object]:
+    """operationId -> the generated module that calls it (one module per operation)."""
+    api = importlib.import_module(f"{package.__name__}.api")
+    return {info.name.rsplit(".", 1)[-1]: importlib.import_module(info.name)
+            for info in pkgutil.walk_packages(api.__path__, f"{api.__name__}.")
+            if not info.ispkg}
+
+
+def test_every_generated_module_imports(generated):
+    imported = [importlib.import_module(info.name).__name__
+                for info in pkgutil.walk_packages(generated.__path__, f"{PACKAGE}.")]
+    assert f"{PACKAGE}.models" in imported
+    assert set(_endpoint_modules(generated)) == set(_operations())
+
+
+def test_every_request_body_is_a_model_with_the_documents_fields(generated):
+    modules = _endpoint_modules(generated)
+    document = yaml.safe_load(DOCUMENT.read_text(encoding="utf-8"))
+    with_body = {name: operation for name, operation in _operations().items()
+                 if "requestBody" in operation}
+    assert {"forget", "delete_customer", "unforget", "identify"} <= set(with_body)
+    for name, operation in with_body.items():
+        model = typing.get_type_hints(modules[name].sync_detailed)["body"]
+        assert attrs.has(model), f"{name}: the body is typed {model!r}, not a model"
+        schema = _inline_refs(operation["requestBody"]["content"]["application/json"]["schema"],
+                              document)
+        documented = set(schema.get("properties", {})).union(
+            *(part.get("properties", {}) for part in schema.get("allOf", ())))
+        assert documented, name
+        assert documented <= {field.name for field in attrs.fields(model)}, name
+
+
+class Calls:
+    """The generated operations, each called through `sync_detailed` and remembered."""
+
+    def __init__(self, modules: dict, client):
+        self.modules = modules
+        self.client = client
+        self.called: set[str] = set()
+
+    def __call__(self, name: str, status: int = 200, **kwargs):
+        self.called.add(name)
+        response = self.modules[name].sync_detailed(client=self.client, **kwargs)
+        assert response.status_code == status, (name, response.content)
+        return response
+
+
+def test_every_operation_through_the_generated_client(generated, live_server):
+    models = importlib.import_module(f"{PACKAGE}.models")
+    client_module = importlib.import_module(f"{PACKAGE}.client")
+    key = f"generated-{uuid.uuid4().hex}"
+    client = client_module.AuthenticatedClient(
+        base_url=live_server.url, token=base64.b64encode(f"{key}:".encode()).decode(),
+        prefix="Basic", raise_on_unexpected_status=True)
+    call = Calls(_endpoint_modules(generated), client)
+
+    body = models.IdentifyRequest(email="jane@example.com", customer_id="c-1")
+    body["firstname"] = "Jane"
+    created = call("identify", body=body).parsed
+    assert isinstance(created, models.CustomerEnvelope)
+    jane = created.customer
+    assert (jane.email, jane.customer_id, jane["firstname"]) == ("jane@example.com", "c-1",
+                                                                 "Jane")
+    assert isinstance(jane.uuid, uuid.UUID)
+
+    read = call("get_customer", uuid=jane.uuid).parsed
+    assert (read.customer.uuid, read.customer.created_at) == (jane.uuid, jane.created_at)
+    found = call("search_customers", email="JANE@example.com").parsed
+    assert [user.uuid for user in found.users] == [jane.uuid]
+
+    nobody = models.CustomerFields()
+    nobody["nickname"] = "nobody"
+    bulk = call("bulk_identify", body=models.BulkRequest(
+        customers=[models.CustomerFields(email="kim@example.com"), nobody])).parsed
+    # Only the customer without an identifier comes back, with its error beside it.
+    assert [failed.to_dict() for failed in bulk.customers] == [{"nickname": "nobody"}]
+    assert [error.status for error in bulk.errors] == [400]
+    assert "user_identifier_missing" in bulk.errors[0].error_data.additional_properties
+    (kim,) = call("search_customers", email="kim@example.com").parsed.users
+
+    custom_list = call("create_list", body=models.CreateListRequest(
+        name=f"list {key}", description="generated", source=models.CreateListRequestSource.EMAIL,
+    )).parsed
+    assert (custom_list.description, custom_list.source, custom_list.user_count) == (
+        "generated", models.CustomListSource.EMAIL, 0)
+    member = models.ListIdentifier(identifier_key=models.ListIdentifierIdentifierKey.EMAIL,
+                                   identifier_value="jane@example.com")
+    assert call("add_user_to_list", list_id=custom_list.id, body=member).parsed.status == "ok"
+    details = call("list_details", list_id=custom_list.id).parsed
+    assert (details.id, details.user_count) == (custom_list.id, 1)
+    removed = call("remove_user_from_list", list_id=custom_list.id, body=member)
+    assert (removed.parsed.status, removed.headers["X-Fakeshift-Removed"]) == ("ok", "1")
+
+    # Groups cannot be created through the API: the control plane seeds one with both customers.
+    seeded = requests.post(f"{live_server.url}/_fakeshift/accounts/{key}/seed", timeout=10, json={
+        "groups": [{"group_id": "grp_generated", "members": [{"uuid": str(jane.uuid)},
+                                                              {"uuid": str(kim.uuid)}]}]})
+    assert seeded.status_code == 200, seeded.text
+    left = call("remove_group_user", group_id="grp_generated", user_uuid=kim.uuid).parsed
+    assert (left.status, left.group_id, left.user_uuid) == ("success", "grp_generated", kim.uuid)
+    deleted_group = call("delete_group", group_id="grp_generated", delete_users=False)
+    assert deleted_group.parsed.field_bsft_delete_status == "success"
+    assert deleted_group.parsed.group.user_uuids == [str(jane.uuid)]
+    assert deleted_group.headers["X-Fakeshift-Scheduled"] == "0"
+
+    deleted = call("delete_customer", body=models.DeleteRequest(
+        email="kim@example.com", delete_all_matching_customers=True))
+    assert (deleted.parsed.status, deleted.headers["X-Fakeshift-Scheduled"]) == ("ok", "1")
+
+    refused = call("forget", status=400, body=models.ForgetRequest()).parsed
+    assert isinstance(refused, models.FieldErrors)
+    assert refused.errors["identifier"] == [
+        "at least one of customer_id, email, cookie, device_id is required"]
+    forgotten = call("forget", body=models.ForgetRequest(customer_id="c-1"))
+    assert (forgotten.parsed.status, forgotten.parsed.customer.is_forgotten) == ("ok", True)
+    assert forgotten.headers["X-Fakeshift-Forgotten"] == "1"
+    pending = call("get_customer", uuid=jane.uuid).parsed.customer
+    assert (pending.deletion_pending, pending.deletion_reason) == (
+        True, models.CustomerDeletionReason.FORGET)
+    assert pending.forgotten_at == forgotten.parsed.customer.forgotten_at
+    suppressed = call("identify", body=models.IdentifyRequest(customer_id="c-1"))
+    assert isinstance(suppressed.parsed, models.StatusOk)
+    assert suppressed.headers["X-Fakeshift-Suppressed"] == "true"
+    lifted = call("unforget", body=models.UnforgetRequest(customer_id="c-1"))
+    assert (lifted.parsed.status, lifted.headers["X-Fakeshift-Unsuppressed"]) == ("ok", "1")
+
+    assert call.called == set(_operations())
