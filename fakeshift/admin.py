@@ -1,7 +1,9 @@
 """The control plane under /_fakeshift/: health, readiness, reset, scenarios, account state,
-seeding, settings and the virtual clock. Not part of Blueshift's API."""
+seeding, settings and the virtual clock; and the index at `/`. Not part of Blueshift's API."""
 
 from __future__ import annotations
+
+from importlib import metadata
 
 from flask import Blueprint, Response, current_app, request
 
@@ -16,8 +18,13 @@ from .scenario import Scenario, ScenarioError, check_account_fragment, parse_dur
 
 bp = Blueprint("admin", __name__, url_prefix="/_fakeshift")
 use_id_converter(bp)
-# Probes must work without the admin token (container health checks have no secrets).
-OPEN_ENDPOINTS = frozenset({"admin.health", "admin.ready", "admin.openapi_document"})
+# Probes must work without the admin token (container health checks have no secrets), and so
+# must what the index at `/` points a newcomer to.
+OPEN_ENDPOINTS = frozenset({"admin.health", "admin.ready", "admin.openapi_document",
+                            "admin.readme"})
+# `/` is outside /_fakeshift/ and needs no token: opening the server's address in a browser or
+# with curl says what it is and where to go from there.
+index_bp = Blueprint("index", __name__)
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
@@ -38,6 +45,25 @@ def _duration(value, name: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise InvalidField(name, str(exc)) from exc
+
+
+@index_bp.get("/")
+def index():
+    return answer({
+        "name": "fakeshift",
+        "version": metadata.version("fakeshift"),
+        "summary": metadata.metadata("fakeshift")["Summary"],
+        "blueshift_api": {"prefix": "/api/v1/", "openapi": "/_fakeshift/openapi/blueshift.json"},
+        "control_plane": {"prefix": "/_fakeshift/", "openapi": "/_fakeshift/openapi/admin.json",
+                          "health": "/_fakeshift/health", "ready": "/_fakeshift/ready"},
+        "readme": "/_fakeshift/readme",
+    })
+
+
+@bp.get("/readme")
+def readme():
+    """The README of the installed version: it ships as the package's long description."""
+    return Response(metadata.metadata("fakeshift")["Description"], mimetype="text/markdown")
 
 
 @bp.get("/health")

@@ -47,6 +47,7 @@ def create_app(config: Config | dict | None = None, *, load_scenario: bool = Tru
     journal.init_app(app, emulator.journal)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(admin.index_bp)
     _register_error_handlers(app, emulator)
 
     if load_scenario:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from urllib.parse import quote
 
 import jsonschema
@@ -171,3 +172,21 @@ def test_the_control_client_reaches_slashed_account_names_over_http():
         assert control.set_account_deletion_delay("team/job-17", 0)["deletion_delay"] == 0
         assert control.drop_account("team/job-17")["dropped"] is True
         assert control.accounts() == []
+
+
+def test_the_root_answers_a_small_index_whose_links_work_without_the_admin_token():
+    client = create_app({"admin_token": "s3cret"}).test_client()
+    index = client.get("/")
+    assert index.status_code == 200 and index.mimetype == "application/json"
+    body = index.json
+    assert body["name"] == "fakeshift" and body["version"] == version("fakeshift")
+    links = [body["blueshift_api"]["openapi"], body["control_plane"]["openapi"],
+             body["control_plane"]["health"], body["readme"]]
+    assert links[:2] == ["/_fakeshift/openapi/blueshift.json", "/_fakeshift/openapi/admin.json"]
+    for link in links:
+        assert client.get(link).status_code == 200, link
+    readme = client.get(body["readme"])
+    assert readme.mimetype == "text/markdown"
+    assert readme.get_data(as_text=True).startswith("# fakeshift")
+    # Only the index and what it points to are open: the rest still needs the token.
+    assert client.get(body["control_plane"]["prefix"] + "accounts").status_code == 401

@@ -16,7 +16,8 @@ from fakeshift import create_app
 from fakeshift.contract import load_document
 
 # Probes and the published documents stay open: health checks and SDK generators have no secrets.
-OPEN_CONTROL_ENDPOINTS = {"admin.health", "admin.ready", "admin.openapi_document"}
+OPEN_CONTROL_ENDPOINTS = {"admin.health", "admin.ready", "admin.openapi_document",
+                          "admin.readme"}
 SAMPLE_ARGUMENTS = {"IntegerConverter": 1001, "UUIDConverter": uuid.UUID(int=7),
                     "UnicodeConverter": "vip", "PathConverter": "x", "IdConverter": "team/vip"}
 
