@@ -13,7 +13,7 @@ from .auth import READ_METHODS
 from .clock import iso
 from .errors import InvalidField, NotFound, TooLarge
 from .http import answer
-from .models import BULK_CAP, IDENTIFIER_KINDS, RESERVED_FIELDS, TRACKING_KINDS
+from .models import BULK_CAP, IDENTIFIER_KINDS, RESERVED_FIELDS
 from .parsing import PARSED_BODY_KEY, flag, identifiers, json_object, only_fields, string_field
 
 
@@ -54,10 +54,11 @@ def _account():
     return store.open(g.api_key.account)
 
 
-def _required_identifiers(body: dict, kinds=IDENTIFIER_KINDS, required=IDENTIFIER_KINDS) -> dict:
-    found = identifiers(body, kinds)
-    if not any(kind in found for kind in required):
-        raise InvalidField("identifier", f"at least one of {', '.join(required)} is required")
+def _required_identifiers(body: dict) -> dict:
+    found = identifiers(body, IDENTIFIER_KINDS)
+    if not found:
+        raise InvalidField("identifier",
+                           f"at least one of {', '.join(IDENTIFIER_KINDS)} is required")
     return found
 
 
@@ -109,7 +110,8 @@ def delete_customer():
 def unforget():
     body = _body()
     only_fields(body, IDENTIFIER_KINDS)
-    ids = _required_identifiers(body, required=TRACKING_KINDS)
+    # Any identifier alone, as Blueshift's export has it (README, "Decisions").
+    ids = _required_identifiers(body)
     with _account() as (account, _now):
         lifted = account.unforget(ids)
     return answer(OK, headers={"X-Fakeshift-Unsuppressed": str(lifted)})

@@ -34,8 +34,6 @@ from .errors import (
 )
 
 IDENTIFIER_KINDS = ("customer_id", "email", "cookie", "device_id")
-# Unforget (start tracking) needs one of these; cookie and device_id are accepted beside them only.
-TRACKING_KINDS = ("email", "customer_id")
 LIST_SOURCES = ("email", "customer_id")
 # One delete call with delete_all_matching_customers schedules at most this many profiles.
 DELETE_ALL_CAP = 50

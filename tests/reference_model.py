@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 KINDS = ("customer_id", "email", "cookie", "device_id")
 # Identify looks for an existing profile by the first of these present in the request.
 IDENTIFY_PRECEDENCE = ("customer_id", "email", "cookie", "device_id")
-UNFORGET_NEEDS = ("email", "customer_id")
 LIST_SOURCES = ("email", "customer_id")
 DELETE_CAP = 50
 BULK_CAP = 50
@@ -237,7 +236,7 @@ class Account:
         return matched
 
     def unforget(self, ids: dict) -> None:
-        if not any(kind in ids for kind in UNFORGET_NEEDS):
+        if not ids:
             raise Refused(400)
         self.suppressed = [
             s for s in self.suppressed

@@ -38,7 +38,7 @@ def only_violation(client, account: str | None = "test-key") -> dict:
      400, "body.emial", "additionalProperties"),
     ("POST", "/api/v1/customers/forget", {"json": {"email": 42}}, 400, "body.email", "type"),
     ("POST", "/api/v1/customers/forget", {"json": {}}, 400, "body", "anyOf"),
-    ("POST", "/api/v1/customers/unforget", {"json": {"cookie": "c-1"}}, 400, "body", "anyOf"),
+    ("POST", "/api/v1/customers/unforget", {"json": {}}, 400, "body", "anyOf"),
     ("POST", "/api/v1/customers/delete", {"json": {"email": "   "}}, 400, "body.email", "pattern"),
     ("POST", "/api/v1/customers/delete?delete_all_matching_customers=maybe",
      {"json": {"email": "a@example.com"}}, 400, "query.delete_all_matching_customers", "type"),
@@ -171,6 +171,7 @@ def test_good_requests_record_no_violation(api, client):
         ("POST", "/api/v1/customers/forget", {"json": {"email": "a@example.com"}}),
         ("POST", "/api/v1/customers/unforget", {"json": {"email": "a@example.com",
                                                          "cookie": "ck"}}),
+        ("POST", "/api/v1/customers/unforget", {"json": {"device_id": "d-1"}}),
     ]
     for method, path, kwargs in calls:
         response = api.call(method, path, **kwargs)
