@@ -7,7 +7,7 @@ import logging
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from . import admin, api, auth, contract, faults, journal, ratelimit
+from . import admin, api, auth, contract, dashboard, faults, journal, ratelimit
 from .config import Config
 from .emulator import Emulator
 from .errors import STATUS_BODIES, BlueshiftError
@@ -47,6 +47,8 @@ def create_app(config: Config | dict | None = None, *, load_scenario: bool = Tru
     journal.init_app(app, emulator.journal)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    # Checks the admin token itself: the page also takes it once as ?token= (see dashboard).
+    app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.index_bp)
     _register_error_handlers(app, emulator)
 

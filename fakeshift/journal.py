@@ -6,7 +6,9 @@ costs one clock read, a tuple and a deque append under a lock. Bodies are kept a
 to a bound, and decoded only when someone reads the journal.
 
 Not journaled: health and readiness probes (a container polls them every second and they would
-push real traffic out), and reads of the journal itself.
+push real traffic out), reads of the journal itself, the dashboard page, and control-plane reads
+sent with `X-Fakeshift-Journal: skip` (the dashboard's polling: a test reading the journal while
+someone watches the dashboard must see the same entries as without it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from waitress.channel import ClientDisconnected
 from werkzeug.exceptions import HTTPException
 
 from .clock import VirtualClock, iso, parse_iso
+from .dashboard import PATH as DASHBOARD_PATH
 from .errors import InvalidField
 from .http import answer
 from .patterns import PatternError, compile_glob, is_glob
@@ -32,13 +35,17 @@ ACCOUNT_KEY = "fakeshift.account"
 OPERATION_KEY = "fakeshift.operation"
 BODY_KEY = "fakeshift.body"
 FAULT_KEY = "fakeshift.fault"
+VIOLATION_KEY = "fakeshift.violation"
 
 DEFAULT_SIZE = 10_000
 DEFAULT_BODY_BYTES = 4096
 # A path or query string may be as long as waitress lets a request line be; the journal keeps
 # this much of each, so that its memory is bounded by its size, not by what clients send.
 STORED_TEXT_CHARACTERS = 2048
+CONTROL_PREFIX = "/_fakeshift/"
 JOURNAL_PATH = "/_fakeshift/journal"
+SKIP_HEADER = "X-Fakeshift-Journal"
+_SKIP_ENVIRON = "HTTP_" + SKIP_HEADER.upper().replace("-", "_")
 _PROBE_PATHS = frozenset({"/_fakeshift/health", "/_fakeshift/ready"})
 
 
@@ -55,6 +62,7 @@ class Entry(NamedTuple):
     status: int | None  # None: the connection was dropped with no response
     latency_ms: float
     fault: str | None
+    violation: str | None = None  # the contract rules the request broke, as in the violations
 
     def to_dict(self) -> dict:
         return {
@@ -64,6 +72,7 @@ class Entry(NamedTuple):
             "body": None if self.body is None else self.body.decode("utf-8", "replace"),
             "body_size": self.body_size, "status": self.status,
             "latency_ms": round(self.latency_ms, 3), "fault": self.fault,
+            "violation": self.violation,
         }
 
 
@@ -145,12 +154,13 @@ class Journal:
 
     def record(self, method: str, path: str, query: str, account: str | None,
                operation: str | None, body: bytes | None, body_size: int, status: int | None,
-               latency_ms: float, fault: str | None) -> None:
+               latency_ms: float, fault: str | None, violation: str | None = None) -> None:
         now = self.clock.now()
         with self._lock:
             self._last_id += 1
             self._entries.append(Entry(self._last_id, now, account, operation, method, path,
-                                       query, body, body_size, status, latency_ms, fault))
+                                       query, body, body_size, status, latency_ms, fault,
+                                       violation))
 
     def search(self, query: JournalQuery) -> tuple[int, list[dict]]:
         """(how many entries match, the matching entries oldest first, newest `limit` only)."""
@@ -180,7 +190,8 @@ class JournalMiddleware:
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "")
-        if path in _PROBE_PATHS or (path == JOURNAL_PATH and method == "GET"):
+        if path in _PROBE_PATHS or (method == "GET" and path.startswith(CONTROL_PREFIX)
+                                    and _unrecorded_read(path, environ)):
             return self.app(environ, start_response)
         started = time.perf_counter()
         seen_status = []
@@ -204,7 +215,15 @@ class JournalMiddleware:
                             environ.get(ACCOUNT_KEY), environ.get(OPERATION_KEY),
                             body[:self.journal.body_bytes] if body is not None else None,
                             len(body) if body is not None else 0, status,
-                            (time.perf_counter() - started) * 1000, environ.get(FAULT_KEY))
+                            (time.perf_counter() - started) * 1000, environ.get(FAULT_KEY),
+                            environ.get(VIOLATION_KEY))
+
+
+def _unrecorded_read(path: str, environ) -> bool:
+    """A control-plane GET the journal leaves out (see the module's docstring). The dashboard's
+    address may carry the admin token (?token=): it is never stored."""
+    return (path == JOURNAL_PATH or path == DASHBOARD_PATH
+            or environ.get(_SKIP_ENVIRON, "").strip().lower() == "skip")
 
 
 def clip(text: str, most: int = STORED_TEXT_CHARACTERS) -> str:
@@ -277,6 +296,8 @@ def init_app(app: Flask, journal: Journal) -> None:
         api_key = g.get("api_key")
         environ[ACCOUNT_KEY] = api_key.account if api_key is not None else None
         environ[OPERATION_KEY] = req.endpoint
+        # The contract check (fakeshift/contract.py) leaves the rules a request broke here.
+        environ[VIOLATION_KEY] = g.get("contract_rules")
         try:
             environ[BODY_KEY] = req.get_data(cache=True)
         except HTTPException:

@@ -51,6 +51,30 @@ def test_probes_and_journal_reads_are_not_recorded(client):
     assert journal(client)["count"] == 0
 
 
+def test_the_dashboard_and_control_plane_reads_marked_skip_are_not_recorded(client, api):
+    skip = {"X-Fakeshift-Journal": "skip"}
+    client.get("/_fakeshift/ui?token=secret")
+    client.get("/_fakeshift/accounts", headers=skip)
+    client.get("/_fakeshift/clock", headers={"X-Fakeshift-Journal": " Skip "})
+    assert journal(client)["count"] == 0
+    # Only control-plane reads: a change of state, and Blueshift traffic, are always recorded.
+    client.post("/_fakeshift/clock/advance", json={"seconds": 1}, headers=skip)
+    api.get(SEARCH, headers=skip)
+    client.get("/_fakeshift/accounts")
+    client.get("/_fakeshift/settings", headers={"X-Fakeshift-Journal": "yes"})
+    assert [(e["method"], e["path"]) for e in journal(client)["entries"]] == [
+        ("POST", "/_fakeshift/clock/advance"), ("GET", "/api/v1/customers"),
+        ("GET", "/_fakeshift/accounts"), ("GET", "/_fakeshift/settings")]
+
+
+def test_an_entry_names_the_contract_rules_its_request_broke(client, api):
+    api.post("/api/v1/customers/forget", json={"emial": "typo@example.com", "cookie": 5})
+    api.get(SEARCH)
+    broken, kept = journal(client)["entries"]
+    assert set(broken["violation"].split(", ")) == {"additionalProperties", "type"}
+    assert kept["violation"] is None
+
+
 def test_faults_limits_and_drops_are_recorded(client, api):
     client.post("/_fakeshift/faults", json={"operation": "search_customers", "status": 503,
                                             "first": 1, "id": "once"})
