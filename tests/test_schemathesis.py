@@ -251,5 +251,5 @@ def test_the_judge_of_a_sent_request_tells_valid_from_broken():
     assert not _breaks_the_document(_sent(b'{"customer_id": "38759877"}',
                                           {"0": "", **json_type, **credentials}))
     assert _breaks_the_document(_sent(b'{"customer_id": "38759877"}', json_type))
-    assert _breaks_the_document(_sent(b'{"cookie": "c-1"}', {**json_type, **credentials}))
+    assert _breaks_the_document(_sent(b'{}', {**json_type, **credentials}))
     assert _breaks_the_document(_sent(b"\x8b\x00 not json", {**json_type, **credentials}))
