@@ -29,6 +29,9 @@ def create_app(config: Config | dict | None = None, *, load_scenario: bool = Tru
     app = Flask(__name__, static_folder=None)
     # Blueshift documents no OPTIONS; an undocumented method must answer 405 like any other.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    # Werkzeug would answer /api/v1//customers with a 308 redirect in HTML; a path Blueshift
+    # does not have is a JSON 404 like any other.
+    app.url_map.merge_slashes = False
 
     emulator = Emulator(config)
     # Handlers, tests and the pytest plugin all reach the emulator through the app.

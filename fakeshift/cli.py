@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from . import contract_check, persistence
+from . import __version__, contract_check, persistence
 from .config import Config
 from .drill import Drill, DrillError, HttpControl, format_summary, play, play_in_server
 from .scenario import Scenario, ScenarioError, parse_duration
@@ -35,6 +35,34 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from exc
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+    return port
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small: at least 1")
+    return value
+
+
+def _whole_seconds(text: str) -> float:
+    # waitress counts its connection timeouts in whole seconds, and checks them once a second.
+    seconds = _duration(text)
+    if seconds < 1 or seconds != int(seconds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds, at least 1s")
+    return seconds
+
+
 def _size(text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     text = str(text).strip().lower().removesuffix("ib").removesuffix("b")
@@ -47,14 +75,17 @@ def _size(text: str) -> int:
 
 
 def _add_serve(sub) -> None:
+    # A short usage: an error message then stays two lines instead of twenty.
     p = sub.add_parser("serve", help="run the emulator on waitress",
+                       usage="%(prog)s [--FLAG VALUE ...] (--help lists them)",
                        description="Run the emulator. Every flag has an environment variable "
                                    "FAKESHIFT_<FLAG> (e.g. FAKESHIFT_PORT).")
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="[FAKESHIFT_HOST] default 127.0.0.1")
-    p.add_argument("--port", type=int, default=_env("PORT", "8080"),
+    p.add_argument("--port", type=_port, default=_env("PORT", "8080"),
                    help="[FAKESHIFT_PORT] 0 picks a free port and prints it; default 8080")
-    p.add_argument("--threads", type=int, default=_env("THREADS", "8"),
-                   help="[FAKESHIFT_THREADS] waitress worker threads; default 8")
+    p.add_argument("--threads", type=_at_least_one, default=_env("THREADS", "8"),
+                   help="[FAKESHIFT_THREADS] waitress worker threads; 2 more serve only the "
+                        "control plane; default 8")
     p.add_argument("--scenario", default=_env("SCENARIO"),
                    help="[FAKESHIFT_SCENARIO] YAML scenario loaded at start and on reset")
     p.add_argument("--deletion-delay", type=_duration, default=_env("DELETION_DELAY"),
@@ -91,16 +122,35 @@ def _add_serve(sub) -> None:
                         "it there periodically and on stop")
     p.add_argument("--save-interval", type=_duration, default=_env("SAVE_INTERVAL", "30s"),
                    help="[FAKESHIFT_SAVE_INTERVAL] time between periodic saves of --state-file; "
-                        "default 30s")
+                        "0: none, only the save on stop; default 30s")
     p.add_argument("--access-log", type=_boolean, default=_env("ACCESS_LOG", "true"),
                    help="[FAKESHIFT_ACCESS_LOG] one log line per request; default true")
+    p.add_argument("--log-probes", type=_boolean, nargs="?", const=True,
+                   default=_env("LOG_PROBES", "false"),
+                   help="[FAKESHIFT_LOG_PROBES] access-log health and readiness probes too; "
+                        "default false")
     p.add_argument("--strict-contract", type=_boolean, nargs="?", const=True,
                    default=_env("STRICT_CONTRACT", "false"),
                    help="[FAKESHIFT_STRICT_CONTRACT] refuse (400, X-Fakeshift-Violation) requests "
                         "that break openapi/blueshift.yaml instead of only recording them; "
                         "default false")
+    _add_connection_flags(p)
     _add_chaos_flags(p)
     p.set_defaults(run=_run_serve)
+
+
+def _add_connection_flags(p) -> None:
+    p.add_argument("--connection-limit", type=_at_least_one,
+                   default=_env("CONNECTION_LIMIT", "1000"),
+                   help="[FAKESHIFT_CONNECTION_LIMIT] open connections at once; past it new ones "
+                        "wait; default 1000")
+    p.add_argument("--idle-timeout", type=_whole_seconds, default=_env("IDLE_TIMEOUT", "10s"),
+                   help="[FAKESHIFT_IDLE_TIMEOUT] a connection with nothing received for this "
+                        "long is closed (408 mid-request); default 10s")
+    p.add_argument("--header-timeout", type=_whole_seconds,
+                   default=_env("HEADER_TIMEOUT", "10s"),
+                   help="[FAKESHIFT_HEADER_TIMEOUT] a request's headers must arrive within this "
+                        "(408 and close otherwise); default 10s")
 
 
 def _env_list(name: str, separator: str) -> list[str]:
@@ -183,6 +233,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   max_header_bytes=args.max_header_bytes, max_accounts=args.max_accounts,
                   max_profiles_per_account=args.max_profiles_per_account,
                   state_file=args.state_file, save_interval=args.save_interval,
+                  log_probes=args.log_probes, connection_limit=args.connection_limit,
+                  idle_timeout=args.idle_timeout, header_timeout=args.header_timeout,
                   strict_contract=args.strict_contract,
                   faults=tuple(args.faults if args.faults is not None
                                else _env_list("FAULTS", ";")),
@@ -201,35 +253,42 @@ def _run_serve(args: argparse.Namespace) -> int:
     try:
         # Read and check the scenario before listening, so a bad file fails at once.
         scenario = Scenario.from_file(config.scenario) if config.scenario else None
-        # Likewise a corrupt or foreign state file: one line and exit 2, never a traceback.
-        state = persistence.read(config.state_file) if config.state_file else None
+        # Likewise a state file that is locked, unwritable, corrupt or foreign: one line and
+        # exit 2, never a traceback.
+        state_file = persistence.StateFile(config.state_file) if config.state_file else None
+        state = state_file.read() if state_file else None
         drill = Drill.from_file(config.drill) if config.drill else None
         app = create_app(config, load_scenario=False)
     except (ScenarioError, ValueError) as exc:
         print(f"fakeshift: error: {exc}", file=sys.stderr)
         return 2
-    configure_logging()
+    log_writer = configure_logging()
     if drill is not None:
         play_in_server(app.extensions["fakeshift"], drill, config.drill_speed)
-    status = serve(app, config.host, config.port, config.threads, scenario, config.access_log,
-                   state=state)
+    status = serve(app, scenario, log_writer, state_file=state_file, state=state)
+    log_writer.close()
+    sys.stderr.flush()
     # Exit now: a normal interpreter exit would wait on a worker still running a request past
     # the stop budget, and free a large store object by object, both for seconds.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
     os._exit(status)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakeshift", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     _add_drill(sub)
     contract_check.add_parser(sub)
+    for command_parser in sub.choices.values():
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        # argparse would blame the top-level command and print its usage; the mistyped flag
+        # belongs to the subcommand, whose usage lists the right ones.
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args.run(args)

@@ -29,8 +29,16 @@ class Config:
     # this, waitress refuses them before the app runs (still JSON, without the limit's name).
     max_header_bytes: int = 64 << 10
     state_file: str | None = None  # see fakeshift/persistence.py
-    save_interval: float = 30.0
+    save_interval: float = 30.0  # 0: no periodic saves, only the one on stop
     access_log: bool = True
+    log_probes: bool = False  # health and readiness probes in the access log
+    # Connections: past connection_limit waitress stops accepting until some close. A connection
+    # idle (no request in progress) for idle_timeout seconds is closed; a request whose headers
+    # take longer than header_timeout seconds, or that stalls mid-way for idle_timeout, gets a
+    # 408 and is closed, so slow or silent clients cannot hold every connection for long.
+    connection_limit: int = 1000
+    idle_timeout: float = 10.0
+    header_timeout: float = 10.0
     # Refuse (400) requests that break openapi/blueshift.yaml instead of only recording them.
     strict_contract: bool = False
     # Faults and rate limits installed at start and restored on reset (README, "faults"):

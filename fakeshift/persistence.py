@@ -6,6 +6,8 @@ groups), the server settings changed through the control plane, the virtual cloc
 the frozen moment), the fault rules and the rate-limit configuration. It is written atomically:
 a temporary file in the same directory, fsync, os.replace, then an fsync of the directory, so a
 crash at any moment leaves either the previous complete file or the new one, never a mixture.
+While a server runs it holds an exclusive lock on `<file>.lock`, so two servers never share one
+file.
 
 Not saved: the request journal and contract violations (diagnostics of the previous run),
 rate-limit buckets and fault-rule counters (they start again from zero), and the loaded scenario
@@ -14,47 +16,41 @@ rate-limit buckets and fault-rule counters (they start again from zero), and the
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import fcntl
+import gc
 import json
 import logging
+import operator
 import os
 import tempfile
 import threading
+from importlib import resources
 from pathlib import Path
 
+import jsonschema_rs
+import yaml
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from .clock import iso, parse_iso, utc_now
 from .errors import BlueshiftError
+from .models import Profile
 
 FORMAT = "fakeshift-state"
 VERSION = 1
 
 log = logging.getLogger("fakeshift")
 
-# The envelope is checked before the server listens; the accounts inside are checked while they
-# are rebuilt, entry by entry, so a large file does not pay for a schema walk of every profile.
-_ENVELOPE = Draft202012Validator({
-    "type": "object",
-    "required": ["format", "version", "clock", "settings", "accounts", "faults", "rate_limits"],
-    "properties": {
-        "format": {"const": FORMAT},
-        "version": {"const": VERSION},
-        "saved_at": {"type": "string"},
-        "clock": {
-            "type": "object", "required": ["frozen_at", "offset_seconds"],
-            "properties": {"frozen_at": {"type": ["string", "null"]},
-                           "offset_seconds": {"type": "number"}},
-        },
-        "settings": {
-            "type": "object",
-            "properties": {"deletion_delay": {"type": "number", "minimum": 0},
-                           "group_delete_users_default": {"type": "boolean"}},
-        },
-        "accounts": {"type": "array", "items": {"type": "object", "required": ["name"]}},
-        "faults": {"type": "array", "items": {"type": "object"}},
-        "rate_limits": {"type": "object"},
-    },
-})
+# The whole document is checked before the server listens: a field of the wrong type anywhere
+# would otherwise load and then fail every request that touches it. jsonschema-rs gives the
+# verdict (~1 s per million profiles); jsonschema explains a failure.
+_SCHEMA = yaml.safe_load(
+    resources.files("fakeshift").joinpath("schemas/state.schema.yaml").read_text()
+)
+_is_valid_state = jsonschema_rs.Draft202012Validator(_SCHEMA, validate_formats=False).is_valid
+_explain_state = Draft202012Validator(_SCHEMA).iter_errors
 # Only these settings are state; the limits come from the server's configuration at start.
 _LIMITER_STATUS = ("enabled", "buckets")  # what RateLimiter.describe() adds to its configuration
 _SAVED_SETTINGS = ("deletion_delay", "group_delete_users_default")
@@ -64,25 +60,68 @@ class StateFileError(ValueError):
     """A state file that cannot be loaded; the message is one line naming the file and why."""
 
 
+# A profile's fields in __slots__ order; see _copy_account.
+_profile_fields = operator.attrgetter(*Profile.__slots__)
+
+
+def _copy_account(account) -> tuple:
+    """What a save needs of `account`, copied while the store lock is held, cheaply: the account
+    object with its own copies of the containers that change in place (suppressions, list and
+    group members), and each profile as the tuple of its field values. That is enough because a
+    profile's values are never changed in place: times and the pending deletion are immutable, and
+    an update replaces the attributes dict rather than changing it (models.Account.identify)."""
+    twin = copy.copy(account)
+    twin.suppressed = dict(account.suppressed)
+    twin.lists = {key: dataclasses.replace(custom_list, members=dict(custom_list.members))
+                  for key, custom_list in account.lists.items()}
+    twin.groups = {key: dataclasses.replace(group, user_uuids=dict(group.user_uuids))
+                   for key, group in account.groups.items()}
+    return twin, list(map(_profile_fields, account.profiles.values()))
+
+
+def _account_state(twin, profile_fields: list[tuple]) -> dict:
+    """The account's to_state document, built from a copy (no lock needed)."""
+    twin.profiles = {}
+    for values in profile_fields:
+        profile = Profile.__new__(Profile)
+        for name, value in zip(Profile.__slots__, values):
+            setattr(profile, name, value)
+        twin.profiles[profile.uuid] = profile
+    return twin.to_state()
+
+
 def snapshot(emulator) -> dict:
-    """The whole saved state as plain data. The store lock is held while it is copied, so the
-    accounts, settings and clock are consistent with each other."""
+    """The whole saved state as plain data. The store lock is held only while the accounts,
+    settings and clock are copied (consistent with each other); the document is built from the
+    copies afterwards, so requests wait for the copy (~0.5 us a profile), not for the build."""
     store = emulator.store
-    with store.exclusive():
-        clock = emulator.clock.snapshot()
-        frozen_at = clock["now"] if clock["frozen"] else None
-        document = {
-            "format": FORMAT,
-            "version": VERSION,
-            "saved_at": iso(utc_now()),
-            "clock": {"frozen_at": frozen_at, "offset_seconds": clock["offset_seconds"]},
-            "settings": {name: getattr(store.settings, name) for name in _SAVED_SETTINGS},
-            "accounts": store.to_state(),
-        }
-    document["faults"] = emulator.faults.export_rules()
+    # A copy allocates one tuple per profile: the garbage collector would run full collections
+    # over the whole store meanwhile, inside the lock (four times the copy's own cost).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with store.exclusive():
+            clock = emulator.clock.snapshot()
+            settings = {name: getattr(store.settings, name) for name in _SAVED_SETTINGS}
+            copies = []
+            for name in store.account_names():
+                with store.open(name, create=False) as (account, _now):
+                    copies.append(_copy_account(account))
+    finally:
+        if collecting:
+            gc.enable()
+    frozen_at = clock["now"] if clock["frozen"] else None
     limits = emulator.rate_limits.describe()
-    document["rate_limits"] = {k: v for k, v in limits.items() if k not in _LIMITER_STATUS}
-    return document
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "saved_at": iso(utc_now()),
+        "clock": {"frozen_at": frozen_at, "offset_seconds": clock["offset_seconds"]},
+        "settings": settings,
+        "accounts": [_account_state(twin, profiles) for twin, profiles in copies],
+        "faults": emulator.faults.export_rules(),
+        "rate_limits": {k: v for k, v in limits.items() if k not in _LIMITER_STATUS},
+    }
 
 
 def write_atomically(path: str | os.PathLike, document: dict) -> None:
@@ -131,8 +170,8 @@ def read(path: str | os.PathLike) -> dict | None:
     if document.get("version") != VERSION:
         raise StateFileError(f"{path}: state file version {document.get('version')!r} is not "
                              f"supported (this fakeshift reads version {VERSION})")
-    error = next(iter(sorted(_ENVELOPE.iter_errors(document), key=lambda e: e.path)), None)
-    if error is not None:
+    if not _is_valid_state(document):
+        error = best_match(_explain_state(document))
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
         raise StateFileError(f"{path}: damaged state file at {where}: {error.message}")
     return document
@@ -162,11 +201,59 @@ def restore(emulator, document: dict, source: str) -> None:
         raise StateFileError(f"{source}: damaged state file: {detail}") from exc
 
 
-class PeriodicSaver:
-    """Saves the state every `interval` seconds on a daemon thread, and once more on stop.
+class StateFile:
+    """The --state-file of a running server, prepared before it listens, each failure one line:
+    an exclusive lock on the sidecar `<file>.lock` (held until the process exits; a second
+    server on the same file refuses to start), temporary files a crash left behind removed, and
+    a probe that the directory takes new files (a save writes one and renames it). The lock
+    file itself stays: removing it could let a second server lock a file of its own."""
 
-    A failed save is logged and retried at the next tick: losing the disk for a while must not
-    take the emulator down with it."""
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        directory = self.path.parent
+        if not directory.is_dir():
+            problem = "is not a directory" if directory.exists() else "does not exist"
+            raise StateFileError(f"{self.path}: the directory {directory} {problem}")
+        try:
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateFileError(f"{self.path}: cannot create the lock file {self.lock_path}: "
+                                 f"{exc.strerror}") from exc
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._lock_fd)
+            raise StateFileError(f"{self.path}: in use by another fakeshift server (it holds "
+                                 f"{self.lock_path})") from exc
+        # Only now: a temporary file of a server still running would be its save in progress.
+        self._remove_temporaries()
+        try:
+            handle, probe = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                             dir=directory)
+        except OSError as exc:
+            raise StateFileError(f"{self.path}: cannot write in {directory}: "
+                                 f"{exc.strerror}") from exc
+        os.close(handle)
+        os.unlink(probe)
+
+    def _remove_temporaries(self) -> None:
+        # The names write_atomically gives its temporary files.
+        prefix = f".{self.path.name}."
+        for entry in self.path.parent.iterdir():
+            if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                entry.unlink(missing_ok=True)
+
+    def read(self) -> dict | None:
+        return read(self.path)
+
+
+class PeriodicSaver:
+    """Saves the state every `interval` seconds on a daemon thread (never if it is 0), and once
+    more on stop.
+
+    A failed periodic save is logged and retried at the next tick: losing the disk for a while
+    must not take the emulator down with it."""
 
     def __init__(self, emulator, path: str | os.PathLike, interval: float):
         self.emulator = emulator
@@ -178,7 +265,8 @@ class PeriodicSaver:
         self.saves = 0
 
     def start(self) -> None:
-        self._thread.start()
+        if self.interval > 0:
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -196,10 +284,11 @@ class PeriodicSaver:
             self.saves += 1
             return True
 
-    def stop(self) -> None:
-        """Stop the periodic saves and write the final state."""
+    def stop(self) -> bool:
+        """Stop the periodic saves and write the final state; False if that save failed."""
         self._stop.set()
         # Never save before the start-up load finished: that would overwrite the saved state
         # with an empty or half-built one.
-        if self.emulator.ready.is_set():
-            self.save_now()
+        if not self.emulator.ready.is_set():
+            return True
+        return self.save_now()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import requests
 from conftest import ROOT, basic
 from fakeshift import persistence
 from fakeshift.clock import VirtualClock
-from fakeshift.models import Account, Settings, Store
+from fakeshift.models import Account, Profile, Settings, Store
 
 
 def _admin(server, method: str, path: str, **kwargs):
@@ -179,15 +181,18 @@ def test_sigkill_while_saving_never_leaves_a_corrupt_file(start_server, tmp_path
         server.stop(signal.SIGKILL)
         document = persistence.read(state_file)  # raises if damaged
         assert len(document["accounts"][0]["profiles"]) == expected
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("state.json",
+                                                                       "state.json.lock")]
     assert all(name.endswith(".tmp") for name in leftovers)
 
 
 def _wait_for_a_save_holding(state_file: Path, profiles: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        document = persistence.read(state_file)  # None until the first save; raises if damaged
-        if document and len(document["accounts"][0]["profiles"]) == profiles:
+        # None until the first save, no account in a save from before the seed; raises if damaged
+        document = persistence.read(state_file)
+        accounts = document["accounts"] if document else []
+        if accounts and len(accounts[0]["profiles"]) == profiles:
             return
         time.sleep(0.05)
     raise TimeoutError(f"no save with {profiles} profiles appeared")
@@ -216,9 +221,24 @@ def _valid_document() -> dict:
     (lambda text: json.dumps([1, 2]), "not a fakeshift state file"),
     (lambda text: text.replace('"version":1', '"version":99'), "version 99 is not supported"),
     (lambda text: text.replace('"accounts":[', '"accounts":7,"x":['), "damaged state file"),
-    (lambda text: text.replace('"seq":0,', ''), "damaged state file: missing field 'seq'"),
-    (lambda text: text.replace('"seq":0,', '"seq":"0",'), "seq or attributes of the wrong type"),
-    (lambda text: text.replace('"attributes":null', '"attributes":[1]'), "of the wrong type"),
+    (lambda text: text.replace('"seq":0,', ''),
+     "damaged state file at accounts/0/profiles/0: 'seq' is a required property"),
+    (lambda text: text.replace('"seq":0,', '"seq":"0",'),
+     "at accounts/0/profiles/0/seq: '0' is not of type 'integer'"),
+    (lambda text: text.replace('"attributes":null', '"attributes":[1]'),
+     "at accounts/0/profiles/0/attributes: [1] is not of type 'object', 'null'"),
+    (lambda text: text.replace('"purged_count":0', '"purged_count":"0"'),
+     "at accounts/0/purged_count: '0' is not of type 'integer'"),
+    (lambda text: text.replace('"next_list_id":1001', '"next_list_id":null'),
+     "at accounts/0/next_list_id: None is not of type 'integer'"),
+    (lambda text: text.replace('"deletion":null', '"deletion":{"reason":"delete"}'),
+     "at accounts/0/profiles/0/deletion: 'requested_at' is a required property"),
+    (lambda text: text.replace('"suppressed":[]', '"suppressed":[{"kind":"email","since":"x"}]'),
+     "at accounts/0/suppressed/0: 'value' is a required property"),
+    (lambda text: text.replace('"lists":[]', '"lists":[{"id":"1001"}]'),
+     "at accounts/0/lists/0"),
+    (lambda text: text.replace('"offset_seconds":0', '"offset_seconds":"0"'),
+     "at clock/offset_seconds: '0' is not of type 'number'"),
     (lambda text: text.replace('"created_at":"', '"created_at":"yesterday'), "damaged state file"),
 ])
 def test_a_corrupt_or_foreign_state_file_is_one_line_and_exit_2(tmp_path, damage, message):
@@ -262,3 +282,120 @@ def test_accounts_over_the_limit_in_a_state_file_are_refused(tmp_path):
         small.restore(store.to_state())
     assert small.account_names() == []
     assert isinstance(Account.from_state(store.to_state()[0], small.settings), Account)
+
+
+def _serve_once(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fakeshift", "serve", "--port", "0", *argv],
+                          capture_output=True, text=True, timeout=30, cwd=ROOT)
+
+
+def _assert_one_line_exit_2(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fakeshift: error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "listening" not in result.stdout
+
+
+def test_a_state_file_in_a_missing_directory_is_refused_at_start(tmp_path):
+    state_file = tmp_path / "missing" / "state.json"
+    _assert_one_line_exit_2(_serve_once("--state-file", str(state_file)),
+                            f"the directory {state_file.parent} does not exist")
+
+
+def test_a_state_file_below_a_regular_file_is_refused_at_start(tmp_path):
+    (tmp_path / "file").write_text("")
+    state_file = tmp_path / "file" / "state.json"
+    _assert_one_line_exit_2(_serve_once("--state-file", str(state_file)), "is not a directory")
+
+
+def test_a_second_server_on_the_same_state_file_refuses_to_start(start_server, tmp_path):
+    state_file = tmp_path / "state.json"
+    first = start_server("--state-file", str(state_file), "--access-log", "false")
+    _admin(first, "POST", "/accounts/acme/seed", json={"profiles": [{"email": "a@example.com"}]})
+    _assert_one_line_exit_2(_serve_once("--state-file", str(state_file)),
+                            "in use by another fakeshift server", f"{state_file}.lock")
+    first.stop(signal.SIGKILL)  # the kernel releases the lock of a killed process too
+    second = start_server("--state-file", str(state_file), "--access-log", "false")
+    assert second.process.poll() is None
+
+
+def test_temporary_files_left_by_a_crashed_save_are_removed_at_start(start_server, tmp_path):
+    state_file = tmp_path / "state.json"
+    stale = [tmp_path / ".state.json.k2j4h5.tmp", tmp_path / ".state.json.x9.tmp"]
+    unrelated = [tmp_path / ".other.json.k2j4h5.tmp", tmp_path / "state.json.tmp"]
+    for path in stale + unrelated:
+        path.write_text("{")
+    start_server("--state-file", str(state_file), "--access-log", "false")
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in unrelated)
+
+
+def test_a_failed_final_save_exits_non_zero(start_server, tmp_path):
+    directory = tmp_path / "state"
+    directory.mkdir()
+    state_file = directory / "state.json"
+    server = start_server("--state-file", str(state_file), "--save-interval", "1h",
+                          "--access-log", "false")
+    _admin(server, "POST", "/accounts/acme/seed", json={"profiles": [{"email": "a@example.com"}]})
+    shutil.rmtree(directory)  # the save then cannot create its temporary file
+    server.stop(signal.SIGTERM)
+    assert server.process.returncode == 1
+    assert f"fakeshift: error: the final save of the state to {state_file} failed" in server.output
+
+
+def test_save_interval_0_saves_only_on_stop(start_server, tmp_path):
+    state_file = tmp_path / "state.json"
+    server = start_server("--state-file", str(state_file), "--save-interval", "0",
+                          "--access-log", "false")
+    _admin(server, "POST", "/accounts/acme/seed", json={"profiles": [{"email": "a@example.com"}]})
+    time.sleep(1)
+    assert not state_file.exists()
+    server.stop(signal.SIGTERM)
+    assert server.process.returncode == 0
+    assert persistence.read(state_file)["accounts"][0]["name"] == "acme"
+
+
+def test_a_save_copies_under_the_store_lock_and_builds_the_document_outside_it(app, monkeypatch):
+    """While the document is built, other threads use the store; what they change then is not in
+    the document, which matches the store as it was when copied."""
+    emulator = app.extensions["fakeshift"]
+    client = app.test_client()
+    assert client.post("/_fakeshift/accounts/acme/seed", json={
+        "profiles": [{"email": "a@example.com", "attributes": {"tier": "gold"}},
+                     {"email": "b@example.com"}],
+        "suppressed": [{"email": "never@example.com"}],
+        "lists": [{"name": "News", "members": ["a@example.com"]}],
+        "groups": [{"group_id": "vip", "attributes": {"email": "o@example.com"},
+                    "members": [{"email": "a@example.com"}]}],
+    }).status_code == 200
+    expected = emulator.store.to_state()
+    meanwhile: list = []
+    build_profile = Profile.to_state
+
+    def change_the_store_from_another_thread():
+        # One change to each kind of record the copy must keep apart from the store.
+        uuid_a = next(p["uuid"] for p in expected[0]["profiles"] if p["email"] == "a@example.com")
+        calls = [("POST", "/api/v1/customers", {"email": "a@example.com", "tier": "silver"}),
+                 ("POST", "/api/v1/customers/forget", {"email": "new@example.com"}),
+                 ("PUT", "/api/v1/custom_user_lists/add_user_to_list/1001",
+                  {"identifier_key": "email", "identifier_value": "b@example.com"}),
+                 ("DELETE", f"/api/v1/customer_group/vip/user/{uuid_a}", None)]
+        for method, path, body in calls:
+            meanwhile.append(client.open(path, method=method, json=body,
+                                         headers=basic("acme")).status_code)
+
+    def building(profile):
+        if not meanwhile:
+            thread = threading.Thread(target=change_the_store_from_another_thread)
+            thread.start()
+            thread.join(5)
+            assert not thread.is_alive(), "the store lock was held while building the document"
+        return build_profile(profile)
+
+    monkeypatch.setattr(Profile, "to_state", building)
+    document = persistence.snapshot(emulator)
+    assert meanwhile == [200] * 4, meanwhile
+    assert document["accounts"] == expected
+    assert emulator.store.to_state() != expected  # the changes did happen, after the copy

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+from importlib.metadata import version
 
 import pytest
 import requests
@@ -73,24 +77,66 @@ def test_bad_flags_are_refused(flag, value):
     assert result.returncode == 2 and "error" in result.stderr
 
 
-def test_help_lists_every_flag_with_its_environment_variable():
-    result = run_cli("serve", "--help")
-    for variable in ("FAKESHIFT_HOST", "FAKESHIFT_PORT", "FAKESHIFT_SCENARIO",
-                     "FAKESHIFT_DELETION_DELAY", "FAKESHIFT_API_KEYS", "FAKESHIFT_ADMIN_TOKEN"):
-        assert variable in result.stdout
+def _assert_refused_in_one_line(result, *fragments):
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    # argparse's own errors: its usage line, then the error; the server's: the error alone.
+    assert lines[-1].startswith(("fakeshift: error: ", "fakeshift serve: error: ")), lines
+    assert len(lines) == 1 or (len(lines) == 2 and lines[0].startswith("usage: fakeshift serve"))
+    for fragment in fragments:
+        assert fragment in lines[-1], (fragment, lines)
 
 
-def test_load_does_not_flood_the_log_with_queue_warnings(start_server):
-    from concurrent.futures import ThreadPoolExecutor
+@pytest.mark.parametrize("argv, fragments", [
+    (["--port", "70000"], ["argument --port", "70000"]),
+    (["--port", "-1"], ["argument --port", "-1"]),
+    (["--threads", "0"], ["argument --threads", "0"]),
+    (["--port", "0", "--host", "no-such-host.invalid"], ["no-such-host.invalid"]),
+    (["--port", "0", "--host", "192.0.2.1"], ["192.0.2.1", "Cannot assign requested address"]),
+])
+def test_start_up_errors_are_one_line_and_exit_2(argv, fragments):
+    result = run_cli("serve", *argv)
+    _assert_refused_in_one_line(result, *fragments)
+    assert "Traceback" not in result.stderr and "listening" not in result.stdout
 
-    server = start_server("--threads", "1")
 
-    def call(i):
-        return requests.post(f"{server.url}/api/v1/customers", json={"email": f"q{i}@example.com"},
-                             headers=basic("queue"), timeout=10).status_code
+def test_an_environment_variable_out_of_range_is_refused_too():
+    result = run_cli("serve", env={**os.environ, "FAKESHIFT_PORT": "70000"})
+    _assert_refused_in_one_line(result, "argument --port", "70000")
 
-    with ThreadPoolExecutor(32) as pool:
-        assert set(pool.map(call, range(200))) == {200}
-    server.stop()
-    assert server.output.count('"POST /api/v1/customers" 200') == 200
-    assert "Task queue depth" not in server.output
+
+def test_a_port_already_in_use_is_one_line_naming_it():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--port", str(port))
+    _assert_refused_in_one_line(result, f"port {port}", "already in use")
+
+
+def test_a_mistyped_serve_flag_prints_the_usage_of_serve():
+    result = run_cli("serve", "--port", "0", "--treads", "4")
+    _assert_refused_in_one_line(result, "unrecognized arguments: --treads 4")
+    assert result.stderr.startswith("usage: fakeshift serve")
+
+
+def test_version_comes_from_the_package_metadata():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout == f"fakeshift {version('fakeshift')}\n"
+
+
+def test_the_banner_has_a_timestamp_the_version_and_the_configuration():
+    process = subprocess.Popen([sys.executable, "-m", "fakeshift", "serve", "--port", "0",
+                                "--threads", "3", "--access-log", "false"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=ROOT)
+    try:
+        banner = process.stdout.readline()
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} fakeshift listening on http://127\.0\.0\.1:\d+ "
+        rf"\(version={re.escape(version('fakeshift'))} threads=3\+2 connection_limit=1000 "
+        r"idle_timeout=10s header_timeout=10s scenario=- state_file=- save_interval=- "
+        r"api_keys=any admin_token=off strict_contract=off access_log=off\)\n", banner), banner
