@@ -33,7 +33,7 @@ def use_id_converter(blueprint: Blueprint) -> None:
         lambda state: state.app.url_map.converters.setdefault("id", IdConverter))
 
 
-bp = Blueprint("blueshift", __name__, url_prefix="/api/v1")
+bp = Blueprint("blueshift", __name__)
 use_id_converter(bp)
 
 OK = {"status": "ok"}
@@ -45,7 +45,7 @@ def _body() -> dict:
                        request.environ.get(PARSED_BODY_KEY))
 
 
-def _account():
+def caller_account():
     """The caller's account, locked and brought up to date with the clock. A read (GET) of an
     account that does not exist answers as an empty one without creating it."""
     store = current_app.extensions["fakeshift"].store
@@ -80,19 +80,19 @@ def _customer_fields(body: dict) -> tuple[dict, dict, str | None]:
 
 # ---- the five emulated endpoints ---------------------------------------------------------------
 
-@bp.post("/customers/forget")
+@bp.post("/api/v1/customers/forget")
 def forget():
     body = _body()
     only_fields(body, IDENTIFIER_KINDS)
     ids = _required_identifiers(body)
-    with _account() as (account, now):
+    with caller_account() as (account, now):
         forgotten = account.forget(now, ids)
     # Blueshift documents both {"status": "ok"} and {"customer": {...}}; answer both at once.
     return answer({**OK, "customer": {"is_forgotten": True, "forgotten_at": iso(now)}},
                   headers={"X-Fakeshift-Forgotten": str(len(forgotten))})
 
 
-@bp.post("/customers/delete")
+@bp.post("/api/v1/customers/delete")
 def delete_customer():
     body = _body()
     only_fields(body, (*IDENTIFIER_KINDS, "delete_all_matching_customers"))
@@ -101,52 +101,52 @@ def delete_customer():
     in_query = flag(request.args.get("delete_all_matching_customers"),
                     "delete_all_matching_customers")
     in_body = flag(body.get("delete_all_matching_customers"), "delete_all_matching_customers")
-    with _account() as (account, now):
+    with caller_account() as (account, now):
         scheduled = account.delete(now, ids, bool(in_query or in_body))
     return answer(OK, headers={"X-Fakeshift-Scheduled": str(len(scheduled))})
 
 
-@bp.post("/customers/unforget")
+@bp.post("/api/v1/customers/unforget")
 def unforget():
     body = _body()
     only_fields(body, IDENTIFIER_KINDS)
     # Any identifier alone, as Blueshift's export has it (README, "Decisions").
     ids = _required_identifiers(body)
-    with _account() as (account, _now):
+    with caller_account() as (account, _now):
         lifted = account.unforget(ids)
     return answer(OK, headers={"X-Fakeshift-Unsuppressed": str(lifted)})
 
 
-@bp.delete("/customer_group/<id:group_id>", merge_slashes=False)
+@bp.delete("/api/v1/customer_group/<id:group_id>", merge_slashes=False)
 def delete_group(group_id: str):
     delete_users = flag(request.args.get("delete_users"), "delete_users")
-    with _account() as (account, now):
+    with caller_account() as (account, now):
         group, scheduled = account.delete_group(now, group_id, delete_users)
     return answer({"group": group, "_bsft_delete_status": "success"},
                   headers={"X-Fakeshift-Scheduled": str(scheduled)})
 
 
-@bp.put("/custom_user_lists/remove_user_from_list/<int:list_id>")
+@bp.put("/api/v1/custom_user_lists/remove_user_from_list/<int:list_id>")
 def remove_user_from_list(list_id: int):
     key, value = _list_identifier(_body())
-    with _account() as (account, now):
+    with caller_account() as (account, now):
         removed = account.remove_from_list(now, list_id, key, value)
     return answer(OK, headers={"X-Fakeshift-Removed": str(removed)})
 
 
 # ---- neighbouring endpoints a client needs to seed state ---------------------------------------
 
-@bp.post("/customers")
+@bp.post("/api/v1/customers")
 def identify():
     found, attributes, profile_uuid = _customer_fields(_body())
-    with _account() as (account, now):
+    with caller_account() as (account, now):
         profile = account.identify(now, found, attributes, profile_uuid)
         if profile is None:
             return answer(OK, headers={"X-Fakeshift-Suppressed": "true"})
         return answer({"customer": profile.to_dict()})
 
 
-@bp.post("/customers/bulk")
+@bp.post("/api/v1/customers/bulk")
 def bulk_identify():
     body = _body()
     only_fields(body, ("customers",))
@@ -167,7 +167,7 @@ def bulk_identify():
             failed.append(customer)
     errors = [{"status": 400, "error_data": {"user_identifier_missing": ["No valid identifier found"]}}
               for _ in failed]
-    with _account() as (account, now):
+    with caller_account() as (account, now):
         for position, (found, attributes, profile_uuid) in parsed:
             try:
                 account.identify(now, found, attributes, profile_uuid)
@@ -177,24 +177,24 @@ def bulk_identify():
     return answer({"customers": failed, "errors": errors})
 
 
-@bp.get("/customers")
+@bp.get("/api/v1/customers")
 def search_customers():
     only_fields(request.args, ("email",))
     email = string_field(request.args, "email", required=True)
-    with _account() as (account, _now):
+    with caller_account() as (account, _now):
         users = [p.to_dict() for p in account.lookup("email", email)]
     # Blueshift's export answers both the list and its first entry; with no match there is no
     # first entry, so `user` is left out (a null would break clients that expect an object).
     return answer({"users": users, "user": users[0]} if users else {"users": users})
 
 
-@bp.get("/customers/<uuid:profile_uuid>")
+@bp.get("/api/v1/customers/<uuid:profile_uuid>")
 def get_customer(profile_uuid):
-    with _account() as (account, _now):
+    with caller_account() as (account, _now):
         return answer({"customer": account.get_profile(str(profile_uuid)).to_dict()})
 
 
-@bp.post("/custom_user_lists/create")
+@bp.post("/api/v1/custom_user_lists/create")
 def create_list():
     body = _body()
     only_fields(body, ("name", "description", "source", "is_seed_list"))
@@ -207,29 +207,29 @@ def create_list():
     # Blueshift's field is the integer 0 or 1; true/false or 1.0 are a client's bug to surface.
     if type(seed) is not int or seed not in (0, 1):
         raise InvalidField("is_seed_list", "must be 0 or 1")
-    with _account() as (account, now):
+    with caller_account() as (account, now):
         custom_list = account.create_list(now, name, description, source, bool(seed))
         return answer(custom_list.to_dict(account.number))
 
 
-@bp.put("/custom_user_lists/add_user_to_list/<int:list_id>")
+@bp.put("/api/v1/custom_user_lists/add_user_to_list/<int:list_id>")
 def add_user_to_list(list_id: int):
     key, value = _list_identifier(_body())
-    with _account() as (account, now):
+    with caller_account() as (account, now):
         account.add_to_list(now, list_id, key, value)
     return answer(OK)
 
 
-@bp.get("/custom_user_lists/id/<int:list_id>")
+@bp.get("/api/v1/custom_user_lists/id/<int:list_id>")
 def list_details(list_id: int):
-    with _account() as (account, _now):
+    with caller_account() as (account, _now):
         return answer(account.get_list(list_id).to_dict(account.number))
 
 
-@bp.delete("/customer_group/<id:group_id>/user/<uuid:user_uuid>", merge_slashes=False)
+@bp.delete("/api/v1/customer_group/<id:group_id>/user/<uuid:user_uuid>", merge_slashes=False)
 def remove_group_user(group_id: str, user_uuid):
     user_uuid = str(user_uuid)
-    with _account() as (account, now):
+    with caller_account() as (account, now):
         account.remove_group_user(now, group_id, user_uuid)
     return answer({"status": "success", "message": "User removed from group successfully",
                    "group_id": group_id, "user_uuid": user_uuid})
