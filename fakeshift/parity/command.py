@@ -108,6 +108,10 @@ def _check_url(url: str, flag: str, yes_destructive: bool) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{flag} must be an http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        # Said without the URL: what sits before the @ may be a key.
+        raise UsageError(f"{flag} must not hold a user name or password: give the key with "
+                         f"{flag}-key")
     if not is_loopback(url) and not yes_destructive:
         raise UsageError(f"{shown_url(url)} is not on this machine, and the run creates and "
                          "deletes customers there (its own only). Add --yes-destructive to run "
@@ -141,7 +145,8 @@ def _side(role: str, url: str, key: str, admin_token: str | None, timeout: float
     server = Server(url, key, admin_token, timeout)
     health = server.check_reachable()
     body = health.json() if health.status == 200 else None
-    is_fakeshift = isinstance(body, dict) and body.get("status") == "ok" and "internal_errors" in body
+    is_fakeshift = (isinstance(body, dict) and body.get("status") == "ok"
+                    and "internal_errors" in body)
     return Side(role, server, is_fakeshift)
 
 
@@ -185,7 +190,8 @@ def _compare(args: argparse.Namespace) -> Report:
         reference_outcomes = recorded.steps
         reference = {"file": args.against or f"{SHIPPED_SHAPES}, shipped with fakeshift",
                      "kind": recorded.reference}
-        documented, reference_is_fakeshift = recorded.shapes == "documented", recorded.reference == "fakeshift"
+        documented = recorded.shapes == "documented"
+        reference_is_fakeshift = recorded.reference == "fakeshift"
     else:
         sides = [_side("reference", args.reference, args.reference_key,
                        args.reference_admin_token, args.timeout),

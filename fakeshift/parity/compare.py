@@ -74,8 +74,8 @@ AGAINST_BLUESHIFT = (
         "forget-answers-both-shapes",
         'fakeshift answers forget with both documented bodies at once, {"status": "ok"} and '
         '{"customer": {"is_forgotten": true, "forgotten_at": ...}}',
-        lambda step, d: (step == "forget" and d.check == "body" and d.where in ("status", "customer")
-                         and d.reference == MISSING)),
+        lambda step, d: (step == "forget" and d.check == "body"
+                         and d.where in ("status", "customer") and d.reference == MISSING)),
 )
 KNOWN_DIFFERENCES = (DIAGNOSTIC_HEADERS, *AGAINST_BLUESHIFT)
 
@@ -117,11 +117,13 @@ def compare_step(step: str, title: str, reference: Outcome | None, candidate: Ou
     if reference.status is not None and reference.status != candidate.status:
         found.append(Difference("status", "", _status_text(reference), _status_text(candidate)))
     if candidate.status != NO_ANSWER and reference.status != NO_ANSWER:
-        for header, theirs, ours in (("Content-Type", reference.content_type, candidate.content_type),
-                                     ("Retry-After", reference.retry_after, candidate.retry_after)):
+        for header, theirs, ours in (
+                ("Content-Type", reference.content_type, candidate.content_type),
+                ("Retry-After", reference.retry_after, candidate.retry_after)):
             if theirs is not None and theirs != ours:
                 found.append(Difference("header", header, theirs, ours))
-        result.diagnostic_headers = set(reference.diagnostic_headers) ^ set(candidate.diagnostic_headers)
+        result.diagnostic_headers = (set(reference.diagnostic_headers)
+                                     ^ set(candidate.diagnostic_headers))
     if reference.status is None or reference.status == candidate.status:
         if reference.body is not None:
             found += [Difference("body", d.path, d.reference, d.candidate)

@@ -167,7 +167,8 @@ def _seed_group(run: Run, side: Side) -> str | None:
     """Blueshift has no public call that creates a group, so only a fakeshift server, through its
     control plane, can hold one for the run to delete."""
     if not side.is_fakeshift:
-        return "no public API creates a customer group, and this server has no fakeshift control plane"
+        return ("no public API creates a customer group, and this server has no fakeshift "
+                "control plane")
     member = side.captured.need(GROUP_MEMBER)
     answer = side.server.control("POST", side.server.account_path + "/seed", {"groups": [
         {"group_id": run.group_id, "attributes": GROUP_ATTRIBUTES, "members": [{"uuid": member}]}]})
@@ -188,7 +189,8 @@ def _by_email(tag: str, **extra):
 
 
 def _delete_all(tag: str):
-    return lambda run, _got: Request("POST", DELETE, query=DELETE_ALL, body={"email": run.email(tag)})
+    return lambda run, _got: Request("POST", DELETE, query=DELETE_ALL,
+                                     body={"email": run.email(tag)})
 
 
 def _identify(tag: str, number: int | None = 1):
@@ -245,7 +247,8 @@ def _delete_group(run: Run, got: Captured) -> Request:
 
 IMMEDIATE_STEPS: tuple[Step, ...] = (
     # Duplicates, and delete taking the first match only.
-    Step("identify", "identify a new customer", _identify("dup", 1), capture=_uuid_as(FIRST_DUPLICATE)),
+    Step("identify", "identify a new customer", _identify("dup", 1),
+         capture=_uuid_as(FIRST_DUPLICATE)),
     Step("identify-duplicate", "identify the same email with a new customer_id (a duplicate)",
          _identify("dup", 2), observe=_new_profile_versus(FIRST_DUPLICATE)),
     Step("search", "search the email: both duplicates", _search("dup"), observe=_count_users),
@@ -278,7 +281,8 @@ IMMEDIATE_STEPS: tuple[Step, ...] = (
     Step("read-after-forget", "read the forgotten customer at once", _read(FORGOTTEN)),
     Step("identify-suppressed", "identify the forgotten email again (suppressed)",
          _identify("forget", None)),
-    Step("search-suppressed", "search the forgotten email", _search("forget"), observe=_count_users),
+    Step("search-suppressed", "search the forgotten email", _search("forget"),
+         observe=_count_users),
     Step("unforget", "unforget (start tracking) by email",
          lambda run, _got: Request("POST", UNFORGET, body={"email": run.email("forget")})),
     Step("identify-after-unforget", "identify after unforget: a new profile",
@@ -301,7 +305,8 @@ IMMEDIATE_STEPS: tuple[Step, ...] = (
                                    query={"delete_users": "false"})),
     Step("identify-group-member", "identify the group's member", _identify("group", 1),
          capture=_uuid_as(GROUP_MEMBER)),
-    Step("group-delete", "delete the group, delete_users left out", _delete_group, setup=_seed_group),
+    Step("group-delete", "delete the group, delete_users left out", _delete_group,
+         setup=_seed_group),
     Step("group-delete-member-read", "read the group's member after the group delete",
          _read(GROUP_MEMBER, after=GROUP)),
     # Errors.
@@ -365,18 +370,23 @@ def clean_up(run: Run, side: Side) -> list[str]:
     if LIST_ID in side.captured:
         answer = server.call("PUT", "/api/v1/custom_user_lists/remove_user_from_list/"
                              f"{side.captured[LIST_ID]}",
-                             body={"identifier_key": "email", "identifier_value": run.email("list")})
+                             body={"identifier_key": "email",
+                                   "identifier_value": run.email("list")})
         if answer.status != 200:
             failed(f"empty list {run.list_name}", answer)
         notes.append(f"left behind: the empty list {run.list_name} (Blueshift's API has no call "
                      "that deletes a list)")
+    cleared = 0
     for tag in EMAIL_TAGS:
         email = run.email(tag)
         for _ in range(MOST_PROFILES_PER_EMAIL + 1):
             answer = server.call("POST", DELETE, DELETE_ALL, {"email": email})
             if answer.status != 200:
                 break
-        if answer.status != 404:
+        if answer.status == 404:  # nothing of that email is left to delete
+            cleared += 1
+        else:
             failed(f"delete every profile of {email}", answer)
-    notes.append(f"scheduled for deletion: every profile of the run's {len(EMAIL_TAGS)} emails")
+    notes.append(f"scheduled for deletion: every profile of {cleared} of the run's "
+                 f"{len(EMAIL_TAGS)} emails")
     return notes

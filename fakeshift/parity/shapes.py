@@ -133,7 +133,8 @@ def _child(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def compare(reference, candidate, documented: bool = False, path: str = "") -> list[ShapeDifference]:
+def compare(reference, candidate, documented: bool = False,
+            path: str = "") -> list[ShapeDifference]:
     """Where `candidate` differs from `reference`.
 
     An observed reference (a live server, or a file it recorded) must be matched exactly. A

@@ -86,11 +86,11 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 class Server:
     """One base URL and the credentials for it."""
 
-    def __init__(self, base_url: str, api_key: str | None, admin_token: str | None = None,
+    def __init__(self, base_url: str, api_key: str, admin_token: str | None = None,
                  timeout: float = 30.0):
         self.base_url = base_url.rstrip("/")
-        self._authorization = ("Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
-                               if api_key is not None else None)
+        # Blueshift's documented form: base64 of "KEY:" (an empty password).
+        self._authorization = "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
         self._api_key = api_key
         self._admin_token = admin_token
         self.timeout = timeout
@@ -103,12 +103,12 @@ class Server:
     def account_path(self) -> str:
         """The control-plane path of this key's account (fakeshift names an account after the
         key that opened it, unless the server was given KEY@ACCOUNT)."""
-        return "/_fakeshift/accounts/" + urllib.parse.quote(self._api_key or "", safe="")
+        return "/_fakeshift/accounts/" + urllib.parse.quote(self._api_key, safe="")
 
     def call(self, method: str, path: str, query: dict | None = None, body=None) -> Answer:
         """A Blueshift API call with the key."""
-        headers = {"Authorization": self._authorization} if self._authorization else {}
-        return self._send(method, path, query, body, headers, self.timeout)
+        return self._send(method, path, query, body, {"Authorization": self._authorization},
+                          self.timeout)
 
     def control(self, method: str, path: str, body=None) -> Answer:
         """A fakeshift control-plane call, with the admin token when there is one."""
