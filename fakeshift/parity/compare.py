@@ -114,8 +114,11 @@ def compare_step(step: str, title: str, reference: Outcome | None, candidate: Ou
     if result.not_compared is not None:
         return result
     found = []
-    if reference.status is not None and reference.status != candidate.status:
-        found.append(Difference("status", "", _status_text(reference), _status_text(candidate)))
+    expected = reference.status
+    # A file that records no status still expects an answer.
+    if (expected is not None or candidate.status == NO_ANSWER) and expected != candidate.status:
+        found.append(Difference("status", "", "an answer" if expected is None
+                                else _status_text(reference), _status_text(candidate)))
     if candidate.status != NO_ANSWER and reference.status != NO_ANSWER:
         for header, theirs, ours in (
                 ("Content-Type", reference.content_type, candidate.content_type),
@@ -124,7 +127,7 @@ def compare_step(step: str, title: str, reference: Outcome | None, candidate: Ou
                 found.append(Difference("header", header, theirs, ours))
         result.diagnostic_headers = (set(reference.diagnostic_headers)
                                      ^ set(candidate.diagnostic_headers))
-    if reference.status is None or reference.status == candidate.status:
+    if candidate.status != NO_ANSWER and expected in (None, candidate.status):
         if reference.body is not None:
             found += [Difference("body", d.path, d.reference, d.candidate)
                       for d in compare(reference.body, candidate.body, documented)]
@@ -167,18 +170,19 @@ class Report:
     def known_differences(self) -> list[dict]:
         """Each known difference once, with the steps and places it was seen."""
         seen: dict[str, dict] = {}
+
+        def note(known: KnownDifference, step: str, where: str) -> None:
+            entry = seen.setdefault(known.id, {"id": known.id, "summary": known.summary,
+                                               "steps": [], "where": []})
+            for items, item in ((entry["steps"], step), (entry["where"], where)):
+                if item not in items:
+                    items.append(item)
+
         for result in self.results:
             for known, difference in result.known:
-                entry = seen.setdefault(known.id, {"id": known.id, "summary": known.summary,
-                                                   "steps": [], "where": []})
-                _add(entry["steps"], result.step)
-                _add(entry["where"], difference.where)
+                note(known, result.step, difference.where)
             for header in sorted(result.diagnostic_headers):
-                entry = seen.setdefault(DIAGNOSTIC_HEADERS.id, {
-                    "id": DIAGNOSTIC_HEADERS.id, "summary": DIAGNOSTIC_HEADERS.summary,
-                    "steps": [], "where": []})
-                _add(entry["steps"], result.step)
-                _add(entry["where"], header)
+                note(DIAGNOSTIC_HEADERS, result.step, header)
         order = [k.id for k in KNOWN_DIFFERENCES]
         return sorted(seen.values(), key=lambda entry: order.index(entry["id"]))
 
@@ -225,11 +229,6 @@ class Report:
                       + (f"{self.counted} differences in {differing} steps" if self.counted
                          else "no differences")]
         return "\n".join(lines)
-
-
-def _add(items: list, item: str) -> None:
-    if item not in items:
-        items.append(item)
 
 
 def _side(side: dict) -> str:
