@@ -158,6 +158,17 @@ def test_a_malformed_body_is_reported_at_its_path(servers):
         {"check": "body", "where": "$", "reference": "object", "candidate": "(not JSON)"}]}
 
 
+def test_a_dropped_connection_is_a_difference_on_its_step_not_a_connection_error(servers):
+    candidate_key = fresh_key("cand")
+    add_fault(servers[1], {"operation": "unforget", "drop": True, "first": 1,
+                           "account": candidate_key})
+    code, report = parity_json(*live(servers, fresh_key("ref"), candidate_key))
+    assert code == 1
+    (dropped,) = differences(report)["unforget"]
+    assert (dropped["check"], dropped["reference"]) == ("status", "200")
+    assert dropped["candidate"].startswith("no answer (")
+
+
 # ---- errors and safety -----------------------------------------------------------------------
 
 def closed_port() -> int:
