@@ -147,6 +147,18 @@ def test_a_different_deletion_delay_is_reported_on_the_reads_after_the_delete(se
     assert "read-after-delete-settled" in found
 
 
+def test_fakeshifts_marker_counts_when_the_reference_is_a_fakeshift_too(servers):
+    # The pending-deletion marker is a known difference against Blueshift only: here the
+    # reference purges at once and the candidate keeps the marked profile, and that counts.
+    reference_key = fresh_key("ref")
+    requests.put(f"{servers[0].url}/_fakeshift/accounts/{reference_key}/settings",
+                 json={"deletion_delay": "0"}, timeout=5).raise_for_status()
+    code, report = parity_json(*live(servers, reference_key, fresh_key("cand")))
+    assert code == 1 and report["known_differences"] == []
+    assert {"check": "body", "where": "user.deletion_pending", "reference": "(missing)",
+            "candidate": "boolean"} in differences(report)["search-after-delete"]
+
+
 def test_a_malformed_body_is_reported_at_its_path(servers):
     candidate_key = fresh_key("cand")
     # apply: the handler runs, so only the answer's body differs, not the state after it.
