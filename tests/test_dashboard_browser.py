@@ -17,9 +17,9 @@ import time
 import pytest
 import requests
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException,
                                         TimeoutException)
+from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -132,8 +132,8 @@ def test_the_page_shows_a_request_just_made_and_what_the_journal_has_of_it(brows
                   json={"email": "fresh@example.com"}, timeout=5)
     requests.post(f"{server.url}/api/v1/customers/delete?delete_all_matching_customers=true",
                   headers=basic("alice"), json={"email": "fresh@example.com"}, timeout=5)
-    rows = wait_for(browser, "the requests in the table", lambda: len(table_rows(browser)) == 2
-                    and table_rows(browser))
+    rows = wait_for(browser, "the requests in the table",
+                    lambda: shown if len(shown := table_rows(browser)) == 2 else None)
     newest = rows[0]
     assert newest[COLUMNS["account"]] == "alice"
     assert newest[COLUMNS["request"]] == ("POST /api/v1/customers/delete"
@@ -157,7 +157,7 @@ def test_the_page_shows_a_request_just_made_and_what_the_journal_has_of_it(brows
     for view in ("accounts", "violations", "faults", "requests"):
         show_view(browser, view)
     time.sleep(0.5)
-    # The page, its polling and its views left the journal as the test's own request made it;
+    # The page, its polling and its views left the journal as the test's own requests made it;
     # and the browser reported nothing (a refused script, style or fetch would be an error).
     assert journal_count(server) == 3
     assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
@@ -419,8 +419,9 @@ def test_the_page_keeps_up_with_a_full_journal_and_a_thousand_requests_a_second(
           f"(render {stats['maxRenderMs']:.1f} ms); clicks answered in at most "
           f"{max(clicks):.1f} ms; lag at most {max(lags)} requests; caught up "
           f"{caught_up_in:.2f} s after the traffic stopped")
-    # The load was real: at least a few hundred requests a second for the whole run.
-    assert rate > 300 and traffic.took > 5
+    # The load was real for the whole run: the sender aims at 1,000 a second, and gets what a
+    # busy two-core machine's server answers (400 to 900 a second where this was written).
+    assert rate > 200 and traffic.took > 5
     # A poll (fetch and render) takes less than its period, so polls never pile up ...
     assert stats["polls"] >= traffic.took / 2 and stats["maxPollMs"] < 1000
     # ... updating the table takes a fraction of that period ...
