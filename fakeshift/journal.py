@@ -1,9 +1,11 @@
 """The request journal: a bounded ring buffer of the requests the server answered or dropped.
 
 It sits outermost around the Flask app (a WSGI wrapper), so it also sees connections a fault
-dropped. Flask hooks only leave the account, operation and body in the WSGI environ; recording
-costs one clock read, a tuple and a deque append under a lock. Bodies are kept as raw bytes, cut
-to a bound, and decoded only when someone reads the journal.
+dropped. Flask hooks only leave the account, operation and the request and response bodies in
+the WSGI environ; recording costs one clock read, a pass over the request headers, two tuples
+and a deque append under a lock. Bodies are kept as raw bytes, cut to a bound, and decoded only
+when someone reads the journal. Headers and response bodies are shown only by the HAR export
+(`GET /_fakeshift/journal.har`, har.py), which redacts credentials.
 
 Not journaled: health and readiness probes (a container polls them every second and they would
 push real traffic out), reads of the journal itself, the dashboard page, and control-plane reads
@@ -27,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from .clock import VirtualClock, iso, parse_iso
 from .dashboard import PATH as DASHBOARD_PATH
 from .errors import InvalidField
+from .har import Redactor, har_document
 from .http import answer
 from .patterns import PatternError, compile_glob, is_glob
 
@@ -34,6 +37,7 @@ from .patterns import PatternError, compile_glob, is_glob
 ACCOUNT_KEY = "fakeshift.account"
 OPERATION_KEY = "fakeshift.operation"
 BODY_KEY = "fakeshift.body"
+RESPONSE_BODY_KEY = "fakeshift.response_body"
 FAULT_KEY = "fakeshift.fault"
 VIOLATION_KEY = "fakeshift.violation"
 
@@ -44,9 +48,28 @@ DEFAULT_BODY_BYTES = 4096
 STORED_TEXT_CHARACTERS = 2048
 CONTROL_PREFIX = "/_fakeshift/"
 JOURNAL_PATH = "/_fakeshift/journal"
+JOURNAL_HAR_PATH = "/_fakeshift/journal.har"
 SKIP_HEADER = "X-Fakeshift-Journal"
 _SKIP_ENVIRON = "HTTP_" + SKIP_HEADER.upper().replace("-", "_")
 _PROBE_PATHS = frozenset({"/_fakeshift/health", "/_fakeshift/ready"})
+# Request headers may add up to --max-header-bytes (64k); the journal keeps the first this many
+# characters of them (names and values), so an entry stays a few kilobytes.
+STORED_HEADER_CHARACTERS = 4096
+# WSGI names the request headers HTTP_*, except these two.
+_CONTENT_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+
+
+class Exchange(NamedTuple):
+    """What the HAR export shows beyond the JSON journal."""
+    http_version: str
+    request_headers: tuple[tuple[str, str], ...]  # WSGI names: HTTP_USER_AGENT, CONTENT_TYPE
+    request_headers_dropped: int  # how many came past STORED_HEADER_CHARACTERS
+    response_headers: list[tuple[str, str]]  # as the app sent them (waitress adds Date, Server)
+    response_body: bytes | None  # the first body_bytes; None: no Flask response was made
+    response_size: int
+
+
+NO_EXCHANGE = Exchange("HTTP/1.1", (), 0, [], None, 0)
 
 
 class Entry(NamedTuple):
@@ -63,6 +86,7 @@ class Entry(NamedTuple):
     latency_ms: float
     fault: str | None
     violation: str | None = None  # the contract rules the request broke, as in the violations
+    exchange: Exchange = NO_EXCHANGE
 
     def to_dict(self) -> dict:
         return {
@@ -154,21 +178,26 @@ class Journal:
 
     def record(self, method: str, path: str, query: str, account: str | None,
                operation: str | None, body: bytes | None, body_size: int, status: int | None,
-               latency_ms: float, fault: str | None, violation: str | None = None) -> None:
+               latency_ms: float, fault: str | None, violation: str | None = None,
+               exchange: Exchange = NO_EXCHANGE) -> None:
         now = self.clock.now()
         with self._lock:
             self._last_id += 1
             self._entries.append(Entry(self._last_id, now, account, operation, method, path,
                                        query, body, body_size, status, latency_ms, fault,
-                                       violation))
+                                       violation, exchange))
 
-    def search(self, query: JournalQuery) -> tuple[int, list[dict]]:
+    def find(self, query: JournalQuery) -> tuple[int, list[Entry]]:
         """(how many entries match, the matching entries oldest first, newest `limit` only)."""
         with self._lock:
             entries = list(self._entries)
         found = [entry for entry in entries if query.matches(entry)]
-        kept = found if query.limit is None else found[max(0, len(found) - query.limit):]
-        return len(found), [entry.to_dict() for entry in kept]
+        return len(found), found if query.limit is None else found[max(0, len(found) - query.limit):]
+
+    def search(self, query: JournalQuery) -> tuple[int, list[dict]]:
+        """`find`, with the entries as the JSON journal shows them."""
+        count, kept = self.find(query)
+        return count, [entry.to_dict() for entry in kept]
 
     def clear(self) -> int:
         with self._lock:
@@ -194,35 +223,59 @@ class JournalMiddleware:
                                     and _unrecorded_read(path, environ)):
             return self.app(environ, start_response)
         started = time.perf_counter()
-        seen_status = []
+        seen_starts = []
 
         def recording_start_response(status, headers, exc_info=None):
-            seen_status.append(status)
+            seen_starts.append((status, headers))
             return start_response(status, headers, exc_info)
 
         try:
             result = self.app(environ, recording_start_response)
         except ClientDisconnected:
-            self._record(environ, method, path, None, started)
+            self._record(environ, method, path, None, [], started)
             raise
-        self._record(environ, method, path, int(seen_status[-1][:3]) if seen_status else None,
+        status, headers = seen_starts[-1] if seen_starts else (None, [])
+        self._record(environ, method, path, int(status[:3]) if status else None, headers,
                      started)
         return result
 
-    def _record(self, environ, method, path, status, started) -> None:
+    def _record(self, environ, method, path, status, response_headers, started) -> None:
         body = environ.get(BODY_KEY)
+        response_body = environ.get(RESPONSE_BODY_KEY)
+        kept_headers, dropped_headers = request_headers(environ)
+        exchange = Exchange(environ.get("SERVER_PROTOCOL", "HTTP/1.1"), kept_headers,
+                            dropped_headers, response_headers,
+                            response_body[:self.journal.body_bytes]
+                            if response_body is not None else None,
+                            len(response_body) if response_body is not None else 0)
         self.journal.record(clip(method), clip(path), clip(environ.get("QUERY_STRING", "")),
                             environ.get(ACCOUNT_KEY), environ.get(OPERATION_KEY),
                             body[:self.journal.body_bytes] if body is not None else None,
                             len(body) if body is not None else 0, status,
                             (time.perf_counter() - started) * 1000, environ.get(FAULT_KEY),
-                            environ.get(VIOLATION_KEY))
+                            environ.get(VIOLATION_KEY), exchange)
+
+
+def request_headers(environ) -> tuple[tuple[tuple[str, str], ...], int]:
+    """The request's headers by WSGI name, as many as fit in STORED_HEADER_CHARACTERS, and how
+    many did not fit."""
+    kept = []
+    dropped = 0
+    budget = STORED_HEADER_CHARACTERS
+    for name, value in environ.items():
+        if name.startswith("HTTP_") or name in _CONTENT_HEADERS:
+            budget -= len(name) + len(value)
+            if budget < 0:
+                dropped += 1
+            else:
+                kept.append((name, value))
+    return tuple(kept), dropped
 
 
 def _unrecorded_read(path: str, environ) -> bool:
     """A control-plane GET the journal leaves out (see the module's docstring). The dashboard's
     address may carry the admin token (?token=): it is never stored."""
-    return (path == JOURNAL_PATH or path == DASHBOARD_PATH
+    return (path == JOURNAL_PATH or path == JOURNAL_HAR_PATH or path == DASHBOARD_PATH
             or environ.get(_SKIP_ENVIRON, "").strip().lower() == "skip")
 
 
@@ -241,6 +294,13 @@ def read_journal():
     count, entries = current_app.extensions["fakeshift"].journal.search(
         query_from_args(request.args))
     return answer({"count": count, "entries": entries})
+
+
+@bp.get("/journal.har")
+def read_journal_har():
+    emulator = current_app.extensions["fakeshift"]
+    _count, entries = emulator.journal.find(query_from_args(request.args))
+    return answer(har_document(entries, request.host_url, Redactor.for_config(emulator.config)))
 
 
 @bp.delete("/journal")
@@ -303,6 +363,10 @@ def init_app(app: Flask, journal: Journal) -> None:
         except HTTPException:
             # Too large or cut short by the client: the status already says so.
             environ[BODY_KEY] = None
+        # A buffered body is one bytes object, which get_data returns without a copy; a
+        # streamed one would be read whole here, so it is not kept.
+        if not response.is_streamed:
+            environ[RESPONSE_BODY_KEY] = response.get_data()
         return response
 
     app.register_blueprint(bp)
