@@ -6,14 +6,36 @@ Authentication, faults, the journal and contract checks wrap these handlers from
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
+
 from flask import Blueprint, current_app, g, request
 from werkzeug.routing import BaseConverter
 
+from . import surface
 from .auth import READ_METHODS
-from .clock import iso
-from .errors import InvalidField, NotFound, TooLarge
+from .clock import iso, parse_iso
+from .contract import load_document
+from .errors import (
+    CUSTOMER_NOT_FOUND,
+    EventFieldError,
+    InvalidField,
+    NotFound,
+    ParamsNotValid,
+    TooLarge,
+)
 from .http import answer
-from .models import BULK_CAP, IDENTIFIER_KINDS, RESERVED_FIELDS
+from .models import (
+    BULK_CAP,
+    EVENT_HISTORY_LIMIT,
+    IDENTIFIER_KINDS,
+    IDENTIFY_EVENT,
+    LIST_SOURCES,
+    RESERVED_FIELDS,
+    check_bulk_events,
+    check_list_bulk,
+    event_attributes,
+)
 from .parsing import PARSED_BODY_KEY, flag, identifiers, json_object, only_fields, string_field
 
 
@@ -235,6 +257,157 @@ def remove_group_user(group_id: str, user_uuid):
                    "group_id": group_id, "user_uuid": user_uuid})
 
 
+# ---- merging, list bulk calls, seed lists and events -------------------------------------------
+
+def _errors_as(error):
+    """The operation answers its 400s in the shape Blueshift's export gives it, `error(field,
+    message)`, rather than as `{"errors": {field: [message]}}`."""
+    def decorate(view):
+        @functools.wraps(view)
+        def shaped(*args, **kwargs):
+            try:
+                return view(*args, **kwargs)
+            except InvalidField as exc:
+                raise error(exc.field, exc.message) from exc
+        return shaped
+    return decorate
+
+
+@bp.post("/api/v1/customers/merge")
+def merge_customers():
+    body = _body()
+    only_fields(body, ("customer_id", "bsft_new_customer_id"))
+    duplicate = string_field(body, "customer_id", required=True)
+    survivor = string_field(body, "bsft_new_customer_id", required=True)
+    with caller_account() as (account, now):
+        merged = account.merge(now, duplicate, survivor)
+    return answer(OK, headers={"X-Fakeshift-Merged": str(len(merged))})
+
+
+def _list_identifiers(body: dict, verb: str) -> tuple[str, list[str]]:
+    """identifier_key and identifier_values of a bulk add or remove, within their cap."""
+    only_fields(body, ("identifier_key", "identifier_values"))
+    key = string_field(body, "identifier_key", required=True)
+    if key not in LIST_SOURCES:
+        raise InvalidField("identifier_key", "must be one of: email, customer_id")
+    values = body.get("identifier_values")
+    if not isinstance(values, list) or not values:
+        raise InvalidField("identifier_values", "must be a non-empty array of strings")
+    names = [f"identifier_values[{position}]" for position in range(len(values))]
+    values = [string_field({name: value}, name, required=True)
+              for name, value in zip(names, values)]
+    check_list_bulk(len(values), bool(flag(request.args.get("async"), "async")), verb)
+    return key, values
+
+
+@bp.put("/api/v1/custom_user_lists/bulk_add_users_to_list/<int:list_id>")
+@_errors_as(ParamsNotValid)
+def bulk_add_users_to_list(list_id: int):
+    key, values = _list_identifiers(_body(), "add")
+    with caller_account() as (account, now):
+        added, missing = account.bulk_add_to_list(now, list_id, key, values)
+    errors = [{"identifier_value": value, "message": CUSTOMER_NOT_FOUND} for value in missing]
+    return answer({**OK, "errors": errors}, headers={"X-Fakeshift-Added": str(added)})
+
+
+@bp.put("/api/v1/custom_user_lists/bulk_remove_users_from_list/<int:list_id>")
+@_errors_as(ParamsNotValid)
+def bulk_remove_users_from_list(list_id: int):
+    key, values = _list_identifiers(_body(), "remove")
+    with caller_account() as (account, now):
+        removed = account.bulk_remove_from_list(now, list_id, key, values)
+    return answer({**OK, "errors": []}, headers={"X-Fakeshift-Removed": str(removed)})
+
+
+@bp.put("/api/v1/custom_user_lists/overwrite_list/<int:list_id>")
+def overwrite_list(list_id: int):
+    body = _body()
+    only_fields(body, ("s3_file_path",))
+    s3_file_path = string_field(body, "s3_file_path", required=True)
+    with caller_account() as (account, now):
+        account.overwrite_list(now, list_id, s3_file_path)
+    return answer(OK)
+
+
+@bp.get("/api/v1/custom_user_lists/seed_lists")
+def seed_lists():
+    with caller_account() as (account, _now):
+        return answer([custom_list.to_seed_list_dict(account.number)
+                       for custom_list in account.seed_lists()])
+
+
+def _event(body: dict) -> tuple[dict, dict, datetime | None]:
+    """An event's fields, its identifiers and the moment its `timestamp` names (or None)."""
+    name = string_field(body, "event", required=True)
+    found = identifiers(body, IDENTIFIER_KINDS)
+    string_field(body, "event_uuid")
+    text = string_field(body, "timestamp")
+    try:
+        moment = None if text is None else parse_iso(text)
+    except ValueError as exc:
+        raise InvalidField("timestamp", f"is not an ISO 8601 date-time: {exc}") from exc
+    if name == IDENTIFY_EVENT:
+        for field in event_attributes(body):
+            if field in RESERVED_FIELDS:
+                raise InvalidField(field, "is set by Blueshift and cannot be written")
+    return body, found, moment
+
+
+@bp.post("/api/v1/event")
+@_errors_as(EventFieldError)
+def send_event():
+    fields, found, moment = _event(_body())
+    with caller_account() as (account, now):
+        recorded = account.record_event(now, fields, found, moment)
+    # The export's example answers "OK" here, and "ok" for bulk events.
+    return answer({"status": "OK"}, headers={"X-Fakeshift-Recorded": "1" if recorded else "0"})
+
+
+@bp.post("/api/v1/bulkevents")
+@_errors_as(EventFieldError)
+def send_bulk_events():
+    body = _body()
+    only_fields(body, ("events",))
+    events = body.get("events")
+    if not isinstance(events, list) or not events:
+        raise InvalidField("events", "must be a non-empty array of event objects")
+    check_bulk_events(len(events))
+    parsed = []
+    for position, event in enumerate(events):
+        if not isinstance(event, dict):
+            raise InvalidField(f"events[{position}]", "must be an object")
+        try:
+            parsed.append(_event(event))
+        except InvalidField as exc:
+            raise InvalidField(f"events[{position}].{exc.field}", exc.message) from exc
+    with caller_account() as (account, now):
+        recorded = sum(account.record_event(now, *event) is not None for event in parsed)
+    return answer({**OK, "count": len(parsed)}, headers={"X-Fakeshift-Recorded": str(recorded)})
+
+
+@bp.get("/api/v1/customer_search/show_events")
+def show_events():
+    only_fields(request.args, ("uuid",))
+    profile_uuid = string_field(request.args, "uuid", required=True)
+    with caller_account() as (account, _now):
+        events = account.events_of(profile_uuid)
+    # The export types timestamp_epoch as a string here (and as an integer in the history).
+    return answer([{"_bsft_doc_type": "events", **record,
+                    "timestamp_epoch": str(record["timestamp_epoch"])} for record in events])
+
+
+@bp.get("/api/v1/event/history")
+def event_history():
+    only_fields(request.args, ("event_name", "limit"))
+    name = string_field(request.args, "event_name", required=True)
+    limit = request.args.get("limit", str(EVENT_HISTORY_LIMIT))
+    # isascii: str.isdigit also takes digits int() cannot read, such as "²".
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= EVENT_HISTORY_LIMIT:
+        raise InvalidField("limit", f"must be an integer from 1 to {EVENT_HISTORY_LIMIT}")
+    with caller_account() as (account, _now):
+        return answer({name: account.event_history(name, int(limit))})
+
+
 def _list_identifier(body: dict) -> tuple[str, str]:
     only_fields(body, _LIST_FIELDS)
     key = string_field(body, "identifier_key", required=True)
@@ -242,3 +415,8 @@ def _list_identifier(body: dict) -> tuple[str, str]:
     if key not in ("email", "customer_id"):
         raise InvalidField("identifier_key", "must be one of: email, customer_id")
     return key, value
+
+
+# ---- the rest of Blueshift's published API, answered from the document ----------------------
+
+surface.register(bp, load_document("blueshift"), caller_account)

@@ -135,10 +135,14 @@ class Operation:
     is checked only when a query parameter is required."""
 
     __slots__ = ("operation_id", "path_names", "query_types", "path_validator",
-                 "query_validator", "query_required", "body_validator", "body_required")
+                 "query_validator", "query_required", "body_validator", "body_required",
+                 "refuses_violations")
 
     def __init__(self, operation: dict, path_item: dict, document: dict):
         self.operation_id = operation["operationId"]
+        # Answered from the document (fakeshift/surface.py): no handler checks the request,
+        # so a request that breaks the document is refused here, as Blueshift would refuse it.
+        self.refuses_violations = "x-fakeshift" in operation
         parameters = [_inline_refs(p, document)
                       for p in (*path_item.get("parameters", ()), *operation.get("parameters", ()))]
         in_path = [p for p in parameters if p["in"] == "path"]
@@ -416,7 +420,8 @@ def init_app(app: Flask, emulator, blueprint: str, strict: bool) -> ViolationLog
                           req.path, problems)
         rules = list(dict.fromkeys(p.rule for p in problems))
         g.contract_rules = ", ".join(rules)
-        if strict and not _REFUSED_ANYWAY.intersection(rules):
+        refuses = strict or (operation is not None and operation.refuses_violations)
+        if refuses and not _REFUSED_ANYWAY.intersection(rules):
             errors: dict[str, list[str]] = {}
             for p in problems:
                 errors.setdefault(p.location, []).append(f"{p.message} (rule: {p.rule})")

@@ -32,6 +32,7 @@ from .errors import (
     LimitReached,
     NotFound,
 )
+from .objects import StoredObjects
 
 IDENTIFIER_KINDS = ("customer_id", "email", "cookie", "device_id")
 LIST_SOURCES = ("email", "customer_id")
@@ -295,6 +296,8 @@ class Account:
         self._next_list_id = 1001
         self.groups: dict[str, Group] = {}
         self.purged_count = 0
+        # What SDKs create through the rest of the API (templates, catalogs, campaigns).
+        self.objects = StoredObjects()
 
     # ---- settings -------------------------------------------------------------------------
 
@@ -600,6 +603,7 @@ class Account:
             "suppressed": [dict(entry) for entry in self.suppressed.values()],
             "lists": [lst.to_state() for lst in self.lists.values()],
             "groups": [g.to_state() for g in self.groups.values()],
+            "objects": self.objects.to_state(),
         }
 
     @classmethod
@@ -640,6 +644,8 @@ class Account:
         for saved in state["groups"]:
             group = Group.from_state(saved)
             account.groups[group.group_id] = group
+        # Absent from files saved before the rest of the API was served.
+        account.objects.restore(state.get("objects", {}))
         return account
 
     def state(self) -> dict:

@@ -2,7 +2,7 @@
 
 The file is one JSON document, versioned by its "format" and "version" fields. It holds every
 account (profiles with pending deletions and their due times, suppression lists, custom lists,
-groups), the server settings changed through the control plane, the virtual clock (offset, or
+groups, recorded events), the server settings changed through the control plane, the virtual clock (offset, or
 the frozen moment), the fault rules and the rate-limit configuration. It is written atomically:
 a temporary file in the same directory, fsync, os.replace, then an fsync of the directory, so a
 crash at any moment leaves either the previous complete file or the new one, never a mixture.
@@ -76,6 +76,9 @@ def _copy_account(account) -> tuple:
                   for key, custom_list in account.lists.items()}
     twin.groups = {key: dataclasses.replace(group, user_uuids=dict(group.user_uuids))
                    for key, group in account.groups.items()}
+    twin.objects = account.objects.copy()
+    # Its records are replaced, never changed in place (models.Account.record_event, merge).
+    twin.events = account.events.copy()
     return twin, list(map(_profile_fields, account.profiles.values()))
 
 

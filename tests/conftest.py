@@ -47,6 +47,9 @@ class Blueshift:
     def get(self, path, **kwargs):
         return self.call("GET", path, **kwargs)
 
+    def patch(self, path, **kwargs):
+        return self.call("PATCH", path, **kwargs)
+
     def delete(self, path, **kwargs):
         return self.call("DELETE", path, **kwargs)
 
