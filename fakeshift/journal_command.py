@@ -52,7 +52,8 @@ def run_journal(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         Path(args.har).write_text(text, encoding="utf-8")
-        print(f"wrote {len(document['log']['entries'])} entries to {args.har}", file=sys.stderr)
+        print(f"wrote {args.har} (HAR 1.2, entries: {len(document['log']['entries'])})",
+              file=sys.stderr)
     return 0
 
 

@@ -345,7 +345,7 @@ def test_the_command_saves_the_har_of_a_running_server(start_server, tmp_path, c
     [entry] = document["log"]["entries"]
     assert entry["request"]["url"] == f"{server.url}{SEARCH}"
     assert header(entry["request"]["headers"], "Authorization") == "[redacted]"
-    assert capsys.readouterr().err == f"wrote 1 entries to {saved}\n"
+    assert capsys.readouterr().err == f"wrote {saved} (HAR 1.2, entries: 1)\n"
 
     assert run_command("--har", "-", "--url", server.url, "--admin-token", ADMIN_TOKEN) == 0
     assert len(valid_har(json.loads(capsys.readouterr().out))["log"]["entries"]) == 2
