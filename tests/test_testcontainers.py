@@ -64,14 +64,17 @@ def docker_api(engine, tmp_path_factory):  # noqa: F811  (the imported fixture)
     service = None
     with pytest.MonkeyPatch.context() as patch:
         if engine.name == "podman":
-            socket_path = tmp_path_factory.mktemp("podman") / "docker.sock"
-            service = subprocess.Popen(
-                ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
-                env=engine.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            directory = tmp_path_factory.mktemp("podman")
+            socket_path, log_path = directory / "docker.sock", directory / "service.log"
+            # Its log goes to a file: a pipe nobody reads would fill and stall the service.
+            with log_path.open("w") as log:
+                service = subprocess.Popen(
+                    ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
+                    env=engine.env, stdout=log, stderr=subprocess.STDOUT)
             deadline = time.monotonic() + 30
             while not socket_path.exists():
-                assert service.poll() is None, f"podman system service exited: " \
-                                               f"{service.stderr.read()}"
+                assert service.poll() is None, \
+                    f"podman system service exited: {log_path.read_text()}"
                 assert time.monotonic() < deadline, "podman's API socket never appeared"
                 time.sleep(0.05)
             patch.setenv("DOCKER_HOST", f"unix://{socket_path}")
