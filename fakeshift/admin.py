@@ -165,6 +165,14 @@ def drop_account(name: str):
     return answer({"status": "ok", "dropped": dropped})
 
 
+@bp.get("/accounts/<id:name>/events", merge_slashes=False)
+def account_events(name: str):
+    only_fields(request.args, ("event", "user_uuid"))
+    with _emulator().store.open(name, create=False) as (account, _now):
+        events = account.recorded_events(request.args.get("event"), request.args.get("user_uuid"))
+        return answer({"events": events, "dropped": account.events_dropped})
+
+
 @bp.put("/accounts/<id:name>/settings", merge_slashes=False)
 def account_settings(name: str):
     body = _body(("deletion_delay",))

@@ -117,6 +117,10 @@ def _add_serve(sub) -> None:
                    default=_env("MAX_PROFILES_PER_ACCOUNT", "2000000"),
                    help="[FAKESHIFT_MAX_PROFILES_PER_ACCOUNT] profiles one account holds, pending "
                         "deletions included (429 past it); default 2000000")
+    p.add_argument("--max-events-per-account", type=int,
+                   default=_env("MAX_EVENTS_PER_ACCOUNT", "1000"),
+                   help="[FAKESHIFT_MAX_EVENTS_PER_ACCOUNT] events one account keeps; past it "
+                        "the oldest is dropped; default 1000")
     p.add_argument("--state-file", default=_env("STATE_FILE"),
                    help="[FAKESHIFT_STATE_FILE] load the state from this file at start and save "
                         "it there periodically and on stop")
@@ -232,6 +236,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   admin_max_body_bytes=args.admin_max_body_bytes,
                   max_header_bytes=args.max_header_bytes, max_accounts=args.max_accounts,
                   max_profiles_per_account=args.max_profiles_per_account,
+                  max_events_per_account=args.max_events_per_account,
                   state_file=args.state_file, save_interval=args.save_interval,
                   log_probes=args.log_probes, connection_limit=args.connection_limit,
                   idle_timeout=args.idle_timeout, header_timeout=args.header_timeout,

@@ -25,6 +25,7 @@ class Config:
     admin_max_body_bytes: int = 256 << 20
     max_accounts: int = 10_000
     max_profiles_per_account: int = 2_000_000
+    max_events_per_account: int = 1_000  # past it the oldest recorded event is dropped
     # Headers past this get a 431 naming this limit; past server.WAITRESS_HEADER_FACTOR times
     # this, waitress refuses them before the app runs (still JSON, without the limit's name).
     max_header_bytes: int = 64 << 10

@@ -27,6 +27,7 @@ class Emulator:
             group_delete_users_default=DEFAULT_GROUP_DELETE_USERS,
             max_accounts=config.max_accounts,
             max_profiles_per_account=config.max_profiles_per_account,
+            max_events_per_account=config.max_events_per_account,
         )
         # Settings given explicitly (flags, environment) win over the scenario's.
         self.explicit_settings = {

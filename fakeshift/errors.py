@@ -76,6 +76,38 @@ class TooLarge(BlueshiftError):
         super().__init__({"message": message})
 
 
+class ParamsNotValid(BlueshiftError):
+    """400 in the shape Blueshift's export gives the list bulk calls,
+    `{"errors": [{"detail": "Input params not valid"}]}`, with the field at fault and what is
+    wrong with it beside the detail (the export's detail alone names neither)."""
+
+    status = 400
+
+    def __init__(self, field: str, message: str):
+        super().__init__({"errors": [{"detail": "Input params not valid", "field": field,
+                                      "message": message}]})
+
+
+class EventFieldError(BlueshiftError):
+    """400 in the shape Blueshift's export gives the event calls:
+    `{"errors": [{"<field>": "<message>"}]}`."""
+
+    status = 400
+
+    def __init__(self, field: str, message: str):
+        super().__init__({"errors": [{field: message}]})
+
+
+class CapExceeded(BlueshiftError):
+    """413 `{"error": "<message>"}`, the shape Blueshift's export gives the list bulk calls'
+    cap (other 413s carry `message`)."""
+
+    status = 413
+
+    def __init__(self, message: str):
+        super().__init__({"error": message})
+
+
 class LimitReached(BlueshiftError):
     """A configured capacity limit (accounts, profiles, ...) would be exceeded."""
 

@@ -17,6 +17,7 @@ import itertools
 import string
 import threading
 import zlib
+from collections import deque
 from random import Random
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,9 +29,11 @@ from .errors import (
     CUSTOMER_NOT_FOUND,
     GROUP_NOT_FOUND,
     LIST_NOT_FOUND,
+    CapExceeded,
     InvalidField,
     LimitReached,
     NotFound,
+    TooLarge,
 )
 from .objects import StoredObjects
 
@@ -40,6 +43,18 @@ LIST_SOURCES = ("email", "customer_id")
 DELETE_ALL_CAP = 50
 # One bulk create call carries at most this many customers.
 BULK_CAP = 50
+# One bulk add or remove of list members carries at most this many identifier values; with
+# async=true, at most LIST_BULK_ASYNC_CAP (Blueshift's export).
+LIST_BULK_CAP = 25
+LIST_BULK_ASYNC_CAP = 500
+# One bulk events call carries at most this many events (the export's 413 says 100).
+BULK_EVENTS_CAP = 100
+# An event history answers at most this many events, and this many when no limit is given.
+EVENT_HISTORY_LIMIT = 50
+# The event whose other fields are the customer's attributes, as POST /api/v1/customers sets them.
+IDENTIFY_EVENT = "identify"
+# Fields an event carries about itself rather than about its customer.
+EVENT_OWN_FIELDS = frozenset({"event", "event_uuid", "timestamp"})
 # The default cap on profiles held by all accounts together (pending deletions included): about
 # 1 GB at ~480 bytes a profile, and room for one account at max_profiles_per_account's default
 # (the benchmark seeds a million). Without it, max_accounts times that per-account cap is no bound.
@@ -83,6 +98,28 @@ def new_uuid() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+def check_list_bulk(count: int, in_background: bool, verb: str) -> None:
+    """A bulk add or remove ("add", "remove") of `count` identifier values fits its cap, or
+    CapExceeded with the message Blueshift's export gives."""
+    if in_background and count > LIST_BULK_ASYNC_CAP:
+        raise CapExceeded(
+            f"You can {verb} maximum {LIST_BULK_ASYNC_CAP} users in one async api call")
+    if not in_background and count > LIST_BULK_CAP:
+        raise CapExceeded(f"You can {verb} maximum {LIST_BULK_CAP} users in one api call")
+
+
+def check_bulk_events(count: int) -> None:
+    if count > BULK_EVENTS_CAP:
+        raise TooLarge(f"You can upload maximum {BULK_EVENTS_CAP} events in one api call")
+
+
+def event_attributes(fields: dict) -> dict:
+    """What an identify event sets on its customer: every field but the identifiers and the
+    event's own."""
+    return {name: value for name, value in fields.items()
+            if name not in IDENTIFIER_KINDS and name not in EVENT_OWN_FIELDS}
+
+
 @dataclass
 class Settings:
     """Server-wide defaults; an account may override the deletion delay."""
@@ -92,6 +129,8 @@ class Settings:
     max_accounts: int = 10_000
     max_profiles_per_account: int = 2_000_000
     max_profiles_total: int = MAX_PROFILES_TOTAL
+    # Past it the oldest event goes: memory stays within max_accounts times this many events.
+    max_events_per_account: int = 1_000
 
 
 @dataclass(frozen=True)
@@ -168,6 +207,8 @@ class CustomList:
     created_at: datetime
     updated_at: datetime
     members: dict[str, None] = field(default_factory=dict)  # profile uuids, in order added
+    # The last overwrite_list call: {"s3_file_path", "requested_at"}. Replaced, never changed.
+    last_overwrite: dict | None = None
 
     def to_dict(self, account_id: int, with_members: bool = False) -> dict:
         """Blueshift's list object, every field of its export and no other."""
@@ -195,19 +236,30 @@ class CustomList:
         }
         if with_members:
             body["user_uuids"] = list(self.members)
+            body["last_overwrite"] = self.last_overwrite
+        return body
+
+    def to_seed_list_dict(self, account_id: int) -> dict:
+        """The entry of the seed-lists answer: the same object, but the export names its
+        exporting flag `is_exported` there (and `is_exporting` on create and details)."""
+        body = self.to_dict(account_id)
+        body["is_exported"] = body.pop("is_exporting")
         return body
 
     def to_state(self) -> dict:
         return {"id": self.id, "uuid": self.uuid, "name": self.name,
                 "description": self.description, "source": self.source,
                 "is_seed_list": self.is_seed_list, "created_at": iso(self.created_at),
-                "updated_at": iso(self.updated_at), "members": list(self.members)}
+                "updated_at": iso(self.updated_at), "members": list(self.members),
+                "last_overwrite": self.last_overwrite}
 
     @classmethod
     def from_state(cls, state: dict) -> "CustomList":
+        # last_overwrite is absent from files saved before overwrite_list was served.
         return cls(state["id"], state["uuid"], state["name"], state["description"],
                    state["source"], state["is_seed_list"], parse_iso(state["created_at"]),
-                   parse_iso(state["updated_at"]), dict.fromkeys(state["members"]))
+                   parse_iso(state["updated_at"]), dict.fromkeys(state["members"]),
+                   state.get("last_overwrite"))
 
 
 @dataclass
@@ -298,6 +350,11 @@ class Account:
         self.purged_count = 0
         # What SDKs create through the rest of the API (templates, catalogs, campaigns).
         self.objects = StoredObjects()
+        # Recorded events, oldest first, at most max_events_per_account of them (see
+        # record_event); each a plain dict, replaced rather than changed once stored.
+        self.events: deque[dict] = deque()
+        self._event_uuids: set[str] = set()
+        self.events_dropped = 0
 
     # ---- settings -------------------------------------------------------------------------
 
@@ -460,24 +517,78 @@ class Account:
         return lifted
 
     def purge_due(self, now: datetime) -> int:
-        """Remove every pending profile whose due time has come, from everywhere."""
-        purged = 0
+        """Remove every pending profile whose due time has come, from everywhere, its events
+        included."""
+        purged = []
         queue = self._purge_queue
         while queue and queue[0][0] <= now:
             _, _, profile_uuid = heapq.heappop(queue)
-            profile = self.profiles.pop(profile_uuid, None)
+            profile = self.profiles.get(profile_uuid)
             if profile is None:
                 continue
-            for kind, value in profile.identifiers().items():
-                self._unindex(profile, kind, value)
-            for custom_list in self.lists.values():
-                custom_list.members.pop(profile_uuid, None)
-            for group in self.groups.values():
-                group.user_uuids.pop(profile_uuid, None)
-            purged += 1
-        self.purged_count += purged
-        self._tally.count -= purged
-        return purged
+            self._remove_profile(profile)
+            purged.append(profile_uuid)
+        if purged and self.events:
+            gone = set(purged)
+            self.events = deque(record for record in self.events
+                                if record.get("user_uuid") not in gone)
+            self._event_uuids = {record["event_uuid"] for record in self.events}
+        self.purged_count += len(purged)
+        self._tally.count -= len(purged)
+        return len(purged)
+
+    def _remove_profile(self, profile: Profile) -> None:
+        """Take the profile out of the account, its indexes, lists and groups (the caller
+        counts it off the tally)."""
+        del self.profiles[profile.uuid]
+        for kind, value in profile.identifiers().items():
+            self._unindex(profile, kind, value)
+        for custom_list in self.lists.values():
+            custom_list.members.pop(profile.uuid, None)
+        for group in self.groups.values():
+            group.user_uuids.pop(profile.uuid, None)
+
+    # ---- merging ---------------------------------------------------------------------------
+
+    def merge(self, now: datetime, duplicate_id: str, survivor_id: str) -> list[Profile]:
+        """Merge every active profile with customer_id `duplicate_id` into the oldest active
+        profile with `survivor_id`, and return the merged ones, now gone. The survivor keeps
+        its own identifiers and attributes and takes the duplicates' where it has none; their
+        list and group memberships and their events become its own."""
+        if duplicate_id == survivor_id:
+            raise InvalidField("bsft_new_customer_id", "must differ from customer_id")
+        survivors = self.active_matches({"customer_id": survivor_id})
+        duplicates = self.active_matches({"customer_id": duplicate_id})
+        if not survivors or not duplicates:
+            raise NotFound(CUSTOMER_NOT_FOUND)
+        survivor = survivors[0]
+        absorbed = {profile.uuid for profile in duplicates}
+        identifiers: dict[str, str] = {}
+        attributes: dict = {}
+        memberships = [custom_list.members for custom_list in self.lists.values()]
+        memberships += [group.user_uuids for group in self.groups.values()]
+        # Oldest first: where duplicates differ, the newest one's value is taken.
+        for duplicate in duplicates:
+            for kind, value in duplicate.identifiers().items():
+                if kind != "customer_id" and getattr(survivor, kind) is None:
+                    identifiers[kind] = value
+            attributes.update(duplicate.attributes or {})
+            for members in memberships:
+                if duplicate.uuid in members:
+                    del members[duplicate.uuid]
+                    members.setdefault(survivor.uuid, None)
+            self._remove_profile(duplicate)
+        self._tally.count -= len(duplicates)
+        self._set_identifiers(survivor, identifiers)
+        # A new dict, not an update in place: a state save may be reading the old one.
+        survivor.attributes = {**attributes, **(survivor.attributes or {})} or None
+        survivor.updated_at = now
+        if self.events:
+            self.events = deque(
+                {**record, "user_uuid": survivor.uuid}
+                if record.get("user_uuid") in absorbed else record
+                for record in self.events)
+        return duplicates
 
     # ---- custom lists ----------------------------------------------------------------------
 
@@ -535,6 +646,42 @@ class Account:
             custom_list.updated_at = now
         return removed
 
+    def bulk_add_to_list(self, now: datetime, list_id: int, key: str,
+                         values: list[str]) -> tuple[int, list[str]]:
+        """add_to_list for each value: how many profiles became members, and the values no
+        active profile has (the others are still added)."""
+        custom_list = self.get_list(list_id)
+        self._list_identifier(custom_list, key)
+        added, missing = 0, []
+        for value in values:
+            matches = self.active_matches({key: value})
+            if not matches:
+                missing.append(value)
+            elif matches[0].uuid not in custom_list.members:
+                custom_list.members[matches[0].uuid] = None
+                added += 1
+        if added:
+            custom_list.updated_at = now
+        return added, missing
+
+    def bulk_remove_from_list(self, now: datetime, list_id: int, key: str,
+                              values: list[str]) -> int:
+        """remove_from_list for each value; how many members were removed."""
+        custom_list = self.get_list(list_id)
+        self._list_identifier(custom_list, key)
+        return sum(self.remove_from_list(now, list_id, key, value) for value in values)
+
+    def overwrite_list(self, now: datetime, list_id: int, s3_file_path: str) -> CustomList:
+        """Record the request on the list. The members stay: the file is in the caller's S3
+        bucket, which fakeshift cannot read."""
+        custom_list = self.get_list(list_id)
+        custom_list.last_overwrite = {"s3_file_path": s3_file_path, "requested_at": iso(now)}
+        custom_list.updated_at = now
+        return custom_list
+
+    def seed_lists(self) -> list[CustomList]:
+        return [custom_list for custom_list in self.lists.values() if custom_list.is_seed_list]
+
     # ---- customer groups -------------------------------------------------------------------
 
     def seed_group(self, now: datetime, group_id: str, extended_attributes: dict,
@@ -577,6 +724,66 @@ class Account:
         del group.user_uuids[user_uuid]
         group.updated_at = now
 
+    # ---- events ----------------------------------------------------------------------------
+
+    def record_event(self, now: datetime, fields: dict, identifiers: dict,
+                     moment: datetime | None) -> dict | None:
+        """Record one event: `fields` as the client sent them, `identifiers` among them, and
+        `moment` the time its `timestamp` names (None: now). An event with identifiers first
+        identifies its customer, as POST /api/v1/customers does, an identify event with its
+        other fields as attributes. Returns the record, or None when nothing was recorded: an
+        identifier is suppressed (forgotten), so nothing is created either, or the event_uuid
+        is recorded already (a retried call)."""
+        if self.is_suppressed(identifiers) or fields.get("event_uuid") in self._event_uuids:
+            return None
+        record = dict(fields)
+        # Blueshift's own fields win over a client's of the same name; user_uuid is its too.
+        record.pop("user_uuid", None)
+        if identifiers:
+            attributes = event_attributes(fields) if fields["event"] == IDENTIFY_EVENT else {}
+            record["user_uuid"] = self.identify(now, identifiers, attributes).uuid
+        moment = moment or now
+        record.update({
+            "event_uuid": fields.get("event_uuid") or new_uuid(),
+            "timestamp": fields.get("timestamp") or iso(now),
+            "timestamp_epoch": int(moment.timestamp()),
+            "_bsft_ts": iso(now),
+            "account_uuid": self.uuid,
+        })
+        self._keep_event(record)
+        return record
+
+    def _keep_event(self, record: dict) -> None:
+        """Store the record, dropping the oldest past max_events_per_account."""
+        cap = self._settings.max_events_per_account
+        if cap < 1:  # --max-events-per-account 0 keeps none
+            self.events_dropped += 1
+            return
+        if len(self.events) >= cap:
+            oldest = self.events.popleft()
+            self._event_uuids.discard(oldest["event_uuid"])
+            self.events_dropped += 1
+        self.events.append(record)
+        self._event_uuids.add(record["event_uuid"])
+
+    def events_of(self, profile_uuid: str) -> list[dict]:
+        """The profile's events, newest first (404 when there is no such profile)."""
+        self.get_profile(profile_uuid)
+        return [record for record in reversed(self.events)
+                if record.get("user_uuid") == profile_uuid]
+
+    def recorded_events(self, name: str | None = None,
+                        user_uuid: str | None = None) -> list[dict]:
+        """Every recorded event, oldest first; a name or a profile uuid narrows them."""
+        return [record for record in self.events
+                if (name is None or record["event"] == name)
+                and (user_uuid is None or record.get("user_uuid") == user_uuid)]
+
+    def event_history(self, name: str, limit: int) -> list[dict]:
+        """The newest `limit` events named `name`, newest first."""
+        named = (record for record in reversed(self.events) if record["event"] == name)
+        return list(itertools.islice(named, limit))
+
     # ---- inspection ------------------------------------------------------------------------
 
     def stats(self) -> dict:
@@ -589,6 +796,8 @@ class Account:
             "suppressed": len(self.suppressed),
             "lists": len(self.lists),
             "groups": len(self.groups),
+            "events": len(self.events),
+            "events_dropped": self.events_dropped,
         }
 
     def to_state(self) -> dict:
@@ -604,6 +813,8 @@ class Account:
             "lists": [lst.to_state() for lst in self.lists.values()],
             "groups": [g.to_state() for g in self.groups.values()],
             "objects": self.objects.to_state(),
+            "events": list(self.events),
+            "events_dropped": self.events_dropped,
         }
 
     @classmethod
@@ -646,6 +857,12 @@ class Account:
             account.groups[group.group_id] = group
         # Absent from files saved before the rest of the API was served.
         account.objects.restore(state.get("objects", {}))
+        # Events are absent from files saved before they were recorded.
+        for record in state.get("events", ()):
+            if record["event_uuid"] in account._event_uuids:
+                raise ValueError(f"event {record['event_uuid']} appears twice")
+            account._keep_event(record)
+        account.events_dropped += state.get("events_dropped", 0)
         return account
 
     def state(self) -> dict:

@@ -65,7 +65,8 @@ def test_seed_then_read_and_drop_an_account(control):
     assert seeded["created"] == 3 and len(seeded["uuids"]) == 3
     state = control.account(key)
     assert state["stats"] == {"profiles": 3, "active": 3, "pending_deletion": 0, "purged": 0,
-                              "suppressed": 1, "lists": 1, "groups": 1}
+                              "suppressed": 1, "lists": 1, "groups": 1, "events": 0,
+                              "events_dropped": 0}
     assert key in [a["account"] for a in control.accounts()]
     assert control.drop_account(key)["dropped"] is True
     with pytest.raises(FakeshiftError) as refused:

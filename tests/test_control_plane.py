@@ -53,7 +53,7 @@ def test_load_a_scenario_as_yaml_then_reset_returns_to_it(client):
     client.post("/_fakeshift/reset")
     assert Blueshift(client, "live").state()["stats"] == {
         "profiles": 2, "active": 2, "pending_deletion": 0, "purged": 0, "suppressed": 0,
-        "lists": 0, "groups": 0}
+        "lists": 0, "groups": 0, "events": 0, "events_dropped": 0}
     assert client.get("/_fakeshift/scenario").json["source"] == "request body"
 
 
@@ -79,7 +79,8 @@ def test_seed_profiles_duplicates_generators_lists_and_groups(api):
     assert created["counts"] == {"profiles": 8, "suppressed": 1, "lists": 1, "groups": 1}
     state = api.state()
     assert state["stats"] == {"profiles": 8, "active": 8, "pending_deletion": 0, "purged": 0,
-                              "suppressed": 1, "lists": 1, "groups": 1}
+                              "suppressed": 1, "lists": 1, "groups": 1, "events": 0,
+                              "events_dropped": 0}
     assert state["lists"][0]["user_count"] == 2
     assert api.get("/api/v1/customers?email=user3@example.com").json["users"][0]["customer_id"] == "C3"
 

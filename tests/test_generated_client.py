@@ -198,6 +198,45 @@ def test_every_operation_through_the_generated_client(generated, live_server):
     lifted = call("unforget", body=models.UnforgetRequest(customer_id="c-1"))
     assert (lifted.parsed.status, lifted.headers["X-Fakeshift-Unsuppressed"]) == ("ok", "1")
 
+    # Merge, the list bulk calls, seed lists and events.
+    lee = call("identify", body=models.IdentifyRequest(customer_id="keep",
+                                                       email="lee@example.com")).parsed.customer
+    call("identify", body=models.IdentifyRequest(customer_id="dup", email="dup@example.com"))
+    merged = call("merge_customers", body=models.MergeRequest(customer_id="dup",
+                                                              bsft_new_customer_id="keep"))
+    assert (merged.parsed.status, merged.headers["X-Fakeshift-Merged"]) == ("ok", "1")
+    seeds = call("create_list", body=models.CreateListRequest(
+        name=f"seeds {key}", is_seed_list=models.CreateListRequestIsSeedList.VALUE_1)).parsed
+    emails = models.ListBulkRequestIdentifierKey.EMAIL
+    added = call("bulk_add_users_to_list", list_id=seeds.id, async_=True,
+                 body=models.ListBulkRequest(identifier_key=emails,
+                                             identifier_values=["lee@example.com",
+                                                                "nobody@example.com"])).parsed
+    assert [error.identifier_value for error in added.errors] == ["nobody@example.com"]
+    (seed_list,) = call("seed_lists").parsed
+    assert (seed_list.id, seed_list.user_count, seed_list.is_exported) == (seeds.id, 1, False)
+    too_many = call("bulk_remove_users_from_list", status=413, list_id=seeds.id,
+                    body=models.ListBulkRequest(identifier_key=emails,
+                                                identifier_values=["lee@example.com"] * 26))
+    assert too_many.parsed.error == "You can remove maximum 25 users in one api call"
+    removed = call("bulk_remove_users_from_list", list_id=seeds.id, body=models.ListBulkRequest(
+        identifier_key=emails, identifier_values=["lee@example.com"]))
+    assert (removed.parsed.errors, removed.headers["X-Fakeshift-Removed"]) == ([], "1")
+    overwritten = call("overwrite_list", list_id=seeds.id, body=models.OverwriteListRequest(
+        s3_file_path="s3://bucket/import/custom_lists/seeds.csv"))
+    assert overwritten.parsed.status == "ok"
+
+    event = models.EventRequest(event="purchase", customer_id="keep")
+    event["sku"] = "ABC-1"
+    assert call("send_event", body=event).parsed.status == "OK"
+    bulk_events = call("send_bulk_events", body=models.BulkEventsRequest(events=[
+        models.EventRequest(event="app_install", device_id="d-1")])).parsed
+    assert (bulk_events.status, bulk_events.count) == ("ok", 1)
+    (shown,) = call("show_events", uuid=lee.uuid).parsed
+    assert (shown.event, shown.user_uuid, shown["sku"]) == ("purchase", str(lee.uuid), "ABC-1")
+    history = call("event_history", event_name="app_install", limit=5).parsed
+    assert [item["device_id"] for item in history["app_install"]] == ["d-1"]
+
     _call_the_rest_of_the_api(call)
     assert call.called == set(_operations())
 

@@ -30,6 +30,8 @@ LIMIT_FLAGS = [
     ("--max-accounts", "MAX_ACCOUNTS", "max_accounts", "7", 7, 10_000),
     ("--max-profiles-per-account", "MAX_PROFILES_PER_ACCOUNT", "max_profiles_per_account", "9",
      9, 2_000_000),
+    ("--max-events-per-account", "MAX_EVENTS_PER_ACCOUNT", "max_events_per_account", "5", 5,
+     1_000),
 ]
 
 
