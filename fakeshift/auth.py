@@ -103,7 +103,12 @@ def basic_key(header: str | None) -> str | None:
 class KeyRing:
     def __init__(self, keys: list[ApiKey] | None = None, admin_token: str | None = None):
         self._keys = {k.key: k for k in keys or ()}
-        self._admin_token = admin_token
+        # An empty token (FAKESHIFT_ADMIN_TOKEN="") is no token: it would be matched by an
+        # empty header, which is no secret at all. serve warns about it (server.exposure_warning).
+        self._admin_token = admin_token or None
+        # Compared as the bytes a client sends: a header value reaches WSGI as the latin-1
+        # reading of its bytes, and a UTF-8 token is sent as its UTF-8 bytes.
+        self._admin_token_bytes = admin_token.encode("utf-8") if admin_token else None
 
     @property
     def open_mode(self) -> bool:
@@ -127,13 +132,21 @@ class KeyRing:
     def admin_allowed(self, headers) -> bool:
         """With an admin token set, the control plane needs it: `X-Fakeshift-Admin-Token: T`
         or `Authorization: Bearer T`."""
-        if self._admin_token is None:
+        if self._admin_token_bytes is None:
             return True
         given = headers.get(ADMIN_TOKEN_HEADER)
         if given is None:
             scheme, _, token = headers.get("Authorization", "").partition(" ")
             given = token.strip() if scheme.lower() == "bearer" else None
-        return given is not None and hmac.compare_digest(given, self._admin_token)
+        if not given:
+            return False
+        try:
+            sent = given.encode("latin-1")
+        except UnicodeEncodeError:
+            # Only an in-process caller can pass text no header could carry; it is no match.
+            return False
+        # Bytes, not str: compare_digest raises TypeError on non-ASCII text (a 500).
+        return hmac.compare_digest(sent, self._admin_token_bytes)
 
 
 def caller(keyring: KeyRing) -> ApiKey | None:

@@ -4,6 +4,7 @@ SIGTERM."""
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import logging
 import re
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections import deque
+from urllib.parse import unquote_plus
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
@@ -24,6 +26,7 @@ from waitress.utilities import BadRequest, Error, find_double_newline
 
 from . import __version__, persistence
 from .contract import VIOLATION_HEADER
+from .dashboard import TOKEN_PARAMETER
 from .journal import ACCOUNT_KEY, FAULT_KEY
 from .scenario import Scenario, ScenarioError
 
@@ -75,6 +78,21 @@ def escape_unprintable(text: str, also: str = "") -> str:
 # In an access-log field a quote or a space would end the field early, and a backslash would
 # make a literal "\x0a" read as an escape.
 _FIELD_ESCAPES = '"\\ '
+REDACTED = "[redacted]"
+
+
+def redact_query(query: str) -> str:
+    """`query` with the value of every `token` parameter (the dashboard's one-time admin token,
+    `/_fakeshift/ui?token=T`) replaced, so that a log never holds the token. Parameter names are
+    compared as the app reads them (percent- and plus-decoded): `%74oken=T` is a token too."""
+    if "=" not in query:
+        return query
+    parts = query.split("&")
+    for position, part in enumerate(parts):
+        name, equals, _value = part.partition("=")
+        if equals and unquote_plus(name) == TOKEN_PARAMETER:
+            parts[position] = f"{name}={REDACTED}"
+    return "&".join(parts)
 
 
 class LogWriter:
@@ -226,7 +244,7 @@ class AccessLog:
 
     def _line(self, environ, seen: dict, took: float) -> str:
         query = environ.get("QUERY_STRING")
-        target = f'{environ.get("PATH_INFO")}{"?" + query if query else ""}'
+        target = f'{environ.get("PATH_INFO")}{"?" + redact_query(query) if query else ""}'
         line = (f'{self.writer.timestamp()} {ACCESS_LOGGER_NAME} {environ.get("REMOTE_ADDR", "-")} '
                 f'"{environ.get("REQUEST_METHOD")} {escape_unprintable(target, _FIELD_ESCAPES)}" '
                 f'{seen.get("status", "dropped")} {took:.1f}ms')
@@ -502,6 +520,32 @@ def _summary(config, connection_limit: int) -> str:
     return " ".join(f"{name}={value}" for name, value in settings)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        # An IPv6 address may carry its interface ("fe80::1%eth0").
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(config, host: str) -> str | None:
+    """The warning for a control plane anyone may call: no admin token while listening beyond
+    loopback (`--host 0.0.0.0`, as the Docker image does), or an empty one, which is none."""
+    if config.admin_token:
+        return None
+    empty = config.admin_token == ""
+    beyond = not _is_loopback(host)
+    if not empty and not beyond:
+        return None
+    why = "the admin token is empty, which means no token: " if empty else ""
+    if beyond:
+        return (f"{why}the control plane is open on {host} with no admin token: anyone who can "
+                f"reach this port can reset the server, change the clock, inject faults and read "
+                f"or change every account; set --admin-token (FAKESHIFT_ADMIN_TOKEN) or listen "
+                f"on 127.0.0.1")
+    return f"{why}the control plane (/_fakeshift/) is open to anyone on this machine"
+
+
 def serve(app, scenario: Scenario | None, log_writer: LogWriter, *,
           state_file: persistence.StateFile | None = None, state: dict | None = None) -> int:
     """Listen first (health answers at once), load the scenario (then the saved `state`, if
@@ -520,6 +564,9 @@ def serve(app, scenario: Scenario | None, log_writer: LogWriter, *,
     host = server.effective_host
     log.info("listening on http://%s:%s (%s)", f"[{host}]" if ":" in host else host,
              server.effective_port, _summary(config, connection_limit))
+    warning = exposure_warning(config, host)
+    if warning is not None:
+        log.warning("%s", warning)
     if connection_limit < config.connection_limit:
         log.warning("connection limit lowered from %d to %d: the open-files limit (ulimit -n) "
                     "allows no more", config.connection_limit, connection_limit)
