@@ -50,6 +50,14 @@ class IdConverter(BaseConverter):
     weight = 200  # as werkzeug's own path converter: routes with fixed segments win
 
 
+class ProfileConverter(BaseConverter):
+    """`<profile:...>`: a profile id as any one path segment, except the customers' own action
+    names, so that `GET /customers/forget` stays the 405 it is rather than a search for a
+    profile named "forget"."""
+
+    regex = r"(?!(?:forget|delete|unforget|bulk|merge)$)[^/]+"
+
+
 def use_id_converter(blueprint: Blueprint) -> None:
     blueprint.record_once(
         lambda state: state.app.url_map.converters.setdefault("id", IdConverter))
@@ -57,6 +65,7 @@ def use_id_converter(blueprint: Blueprint) -> None:
 
 bp = Blueprint("blueshift", __name__)
 use_id_converter(bp)
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("profile", ProfileConverter))
 
 OK = {"status": "ok"}
 _LIST_FIELDS = ("identifier_key", "identifier_value")
@@ -148,7 +157,7 @@ def delete_group(group_id: str):
                   headers={"X-Fakeshift-Scheduled": str(scheduled)})
 
 
-@bp.put("/api/v1/custom_user_lists/remove_user_from_list/<int:list_id>")
+@bp.put("/api/v1/custom_user_lists/remove_user_from_list/<int(signed=True):list_id>")
 def remove_user_from_list(list_id: int):
     key, value = _list_identifier(_body())
     with caller_account() as (account, now):
@@ -210,10 +219,12 @@ def search_customers():
     return answer({"users": users, "user": users[0]} if users else {"users": users})
 
 
-@bp.get("/api/v1/customers/<uuid:profile_uuid>")
-def get_customer(profile_uuid):
+# Blueshift's export types these ids as text: anything is routed, and what names no profile or
+# list is the domain's 404, never the router's.
+@bp.get("/api/v1/customers/<profile:profile_uuid>")
+def get_customer(profile_uuid: str):
     with caller_account() as (account, _now):
-        return answer({"customer": account.get_profile(str(profile_uuid)).to_dict()})
+        return answer({"customer": account.get_profile(profile_uuid.lower()).to_dict()})
 
 
 @bp.post("/api/v1/custom_user_lists/create")
@@ -234,7 +245,7 @@ def create_list():
         return answer(custom_list.to_dict(account.number))
 
 
-@bp.put("/api/v1/custom_user_lists/add_user_to_list/<int:list_id>")
+@bp.put("/api/v1/custom_user_lists/add_user_to_list/<int(signed=True):list_id>")
 def add_user_to_list(list_id: int):
     key, value = _list_identifier(_body())
     with caller_account() as (account, now):
@@ -242,10 +253,13 @@ def add_user_to_list(list_id: int):
     return answer(OK)
 
 
-@bp.get("/api/v1/custom_user_lists/id/<int:list_id>")
-def list_details(list_id: int):
+@bp.get("/api/v1/custom_user_lists/id/<list_id>")
+def list_details(list_id: str):
+    # Past 18 digits no list has the id (and int() refuses 5,000 of them).
+    number = (int(list_id) if list_id.isascii() and list_id.lstrip("-").isdigit()
+              and len(list_id) <= 18 else None)
     with caller_account() as (account, _now):
-        return answer(account.get_list(list_id).to_dict(account.number))
+        return answer(account.get_list(number).to_dict(account.number))
 
 
 @bp.delete("/api/v1/customer_group/<id:group_id>/user/<uuid:user_uuid>", merge_slashes=False)
@@ -300,7 +314,7 @@ def _list_identifiers(body: dict, verb: str) -> tuple[str, list[str]]:
     return key, values
 
 
-@bp.put("/api/v1/custom_user_lists/bulk_add_users_to_list/<int:list_id>")
+@bp.put("/api/v1/custom_user_lists/bulk_add_users_to_list/<int(signed=True):list_id>")
 @_errors_as(ParamsNotValid)
 def bulk_add_users_to_list(list_id: int):
     key, values = _list_identifiers(_body(), "add")
@@ -310,7 +324,7 @@ def bulk_add_users_to_list(list_id: int):
     return answer({**OK, "errors": errors}, headers={"X-Fakeshift-Added": str(added)})
 
 
-@bp.put("/api/v1/custom_user_lists/bulk_remove_users_from_list/<int:list_id>")
+@bp.put("/api/v1/custom_user_lists/bulk_remove_users_from_list/<int(signed=True):list_id>")
 @_errors_as(ParamsNotValid)
 def bulk_remove_users_from_list(list_id: int):
     key, values = _list_identifiers(_body(), "remove")
@@ -319,7 +333,7 @@ def bulk_remove_users_from_list(list_id: int):
     return answer({**OK, "errors": []}, headers={"X-Fakeshift-Removed": str(removed)})
 
 
-@bp.put("/api/v1/custom_user_lists/overwrite_list/<int:list_id>")
+@bp.put("/api/v1/custom_user_lists/overwrite_list/<int(signed=True):list_id>")
 def overwrite_list(list_id: int):
     body = _body()
     only_fields(body, ("s3_file_path",))

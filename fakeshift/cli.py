@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from . import __version__, contract_check, persistence
+from . import __version__, contract_check, journal_command, parity, persistence
 from .config import Config
 from .drill import Drill, DrillError, HttpControl, format_summary, play, play_in_server
 from .scenario import Scenario, ScenarioError, parse_duration
@@ -117,6 +117,10 @@ def _add_serve(sub) -> None:
                    default=_env("MAX_PROFILES_PER_ACCOUNT", "2000000"),
                    help="[FAKESHIFT_MAX_PROFILES_PER_ACCOUNT] profiles one account holds, pending "
                         "deletions included (429 past it); default 2000000")
+    p.add_argument("--max-profiles-total", type=int,
+                   default=_env("MAX_PROFILES_TOTAL", "2000000"),
+                   help="[FAKESHIFT_MAX_PROFILES_TOTAL] profiles all accounts hold together "
+                        "(429 past it); default 2000000")
     p.add_argument("--max-events-per-account", type=int,
                    default=_env("MAX_EVENTS_PER_ACCOUNT", "1000"),
                    help="[FAKESHIFT_MAX_EVENTS_PER_ACCOUNT] events one account keeps; past it "
@@ -180,6 +184,10 @@ def _add_chaos_flags(p) -> None:
                         "default 0")
     p.add_argument("--max-fault-rules", type=int, default=_env("MAX_FAULT_RULES", "1000"),
                    help="[FAKESHIFT_MAX_FAULT_RULES] most fault rules at once; default 1000")
+    p.add_argument("--magic-inputs", type=_boolean, default=_env("MAGIC_INPUTS", "true"),
+                   help="[FAKESHIFT_MAGIC_INPUTS] identifiers at fail.fakeshift.test, or "
+                        "customer_ids starting fakeshift-fail-, inject the fault they name; "
+                        "default true")
     p.add_argument("--rate-limit", action="append", dest="rate_limits",
                    help="[FAKESHIFT_RATE_LIMITS, separated by ';'] a leaky bucket per account "
                         "and operation: '[OPERATION:]rate=R,burst=B[,retry_after]'; repeatable; "
@@ -237,6 +245,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   max_header_bytes=args.max_header_bytes, max_accounts=args.max_accounts,
                   max_profiles_per_account=args.max_profiles_per_account,
                   max_events_per_account=args.max_events_per_account,
+                  max_profiles_total=args.max_profiles_total,
                   state_file=args.state_file, save_interval=args.save_interval,
                   log_probes=args.log_probes, connection_limit=args.connection_limit,
                   idle_timeout=args.idle_timeout, header_timeout=args.header_timeout,
@@ -244,6 +253,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   faults=tuple(args.faults if args.faults is not None
                                else _env_list("FAULTS", ";")),
                   fault_seed=args.fault_seed, max_fault_rules=args.max_fault_rules,
+                  magic_inputs=args.magic_inputs,
                   rate_limits=tuple(args.rate_limits if args.rate_limits is not None
                                     else _env_list("RATE_LIMITS", ";")),
                   journal_size=args.journal_size, journal_body_bytes=args.journal_body_bytes,
@@ -285,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_drill(sub)
     contract_check.add_parser(sub)
+    parity.add_parity_command(sub)
+    journal_command.add_parser(sub)
     for command_parser in sub.choices.values():
         command_parser.set_defaults(command_parser=command_parser)
     return parser

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from .models import MAX_PROFILES_TOTAL
+
 DEFAULT_DELETION_DELAY = 7200.0  # Blueshift: deletion "can take a couple of hours"
 DEFAULT_GROUP_DELETE_USERS = True
 
@@ -25,6 +27,7 @@ class Config:
     admin_max_body_bytes: int = 256 << 20
     max_accounts: int = 10_000
     max_profiles_per_account: int = 2_000_000
+    max_profiles_total: int = MAX_PROFILES_TOTAL  # all accounts together
     max_events_per_account: int = 1_000  # past it the oldest recorded event is dropped
     # Headers past this get a 431 naming this limit; past server.WAITRESS_HEADER_FACTOR times
     # this, waitress refuses them before the app runs (still JSON, without the limit's name).

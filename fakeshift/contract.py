@@ -134,7 +134,7 @@ class Operation:
     parameters there is no path check (its object would always be empty), and an empty query
     is checked only when a query parameter is required."""
 
-    __slots__ = ("operation_id", "path_names", "query_types", "path_validator",
+    __slots__ = ("operation_id", "path_names", "path_types", "query_types", "path_validator",
                  "query_validator", "query_required", "body_validator", "body_required",
                  "refuses_violations")
 
@@ -148,6 +148,7 @@ class Operation:
         in_path = [p for p in parameters if p["in"] == "path"]
         in_query = [p for p in parameters if p["in"] == "query"]
         self.path_names = [p["name"] for p in in_path]
+        self.path_types = {p["name"]: p.get("schema", {}).get("type") for p in in_path}
         self.query_types = {p["name"]: p.get("schema", {}).get("type") for p in in_query}
         self.path_validator = SchemaCheck(_object_schema(in_path)) if in_path else None
         # Always compiled: an operation without query parameters still refuses unknown ones.
@@ -192,11 +193,13 @@ class Contract:
 
     @staticmethod
     def _check_path(operation: Operation, view_args: dict) -> list[Problem]:
-        # Flask's converters have already parsed the values (int, UUID); the spec sees them as
-        # text or numbers, by position since the two sides may name a parameter differently.
-        values = [v if isinstance(v, (int, str)) else str(v) for v in view_args.values()]
-        path = dict(zip(operation.path_names, values))
-        return _schema_problems(operation.path_validator, path, "path")
+        # Some routes take any text (an id Blueshift's export types as a string, checked by
+        # the handler), some a converter's value (int, UUID); the spec reads them as the query's
+        # text is read, by position since the two sides may name a parameter differently.
+        path = dict(zip(operation.path_names, (str(v) for v in view_args.values())))
+        return _schema_problems(operation.path_validator,
+                                _typed_query(path, operation.path_types),
+                                "path")
 
     @staticmethod
     def _check_body(operation: Operation, mimetype: str, raw_body: bytes,
@@ -383,6 +386,7 @@ def init_app(app: Flask, emulator, blueprint: str, strict: bool) -> ViolationLog
     violations = ViolationLog(emulator.clock)
     emulator.violations = violations
     emulator.reset_hooks.append(violations.clear)
+    emulator.account_reset_hooks.append(violations.clear)
     keyring = emulator.keyring
 
     @app.before_request

@@ -28,6 +28,7 @@ class Emulator:
             max_accounts=config.max_accounts,
             max_profiles_per_account=config.max_profiles_per_account,
             max_events_per_account=config.max_events_per_account,
+            max_profiles_total=config.max_profiles_total,
         )
         # Settings given explicitly (flags, environment) win over the scenario's.
         self.explicit_settings = {

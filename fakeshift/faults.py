@@ -481,7 +481,7 @@ def _magic_identifier(req) -> str | None:
     """A magic input in the request, found without parsing unless its raw bytes hold one."""
     raw = req.get_data(cache=True)
     query = req.query_string
-    if not any(marker in raw or marker in query for marker in magic.MARKERS):
+    if magic.MARKER.search(raw) is None and magic.MARKER.search(query) is None:
         return None
     try:
         body = json_object(raw, req.mimetype, req.environ.get(PARSED_BODY_KEY)) if raw else {}

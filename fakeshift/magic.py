@@ -22,8 +22,10 @@ import re
 EMAIL_DOMAIN = "fail.fakeshift.test"
 CUSTOMER_ID_PREFIX = "fakeshift-fail-"
 LABEL = "magic"
-# A cheap test on the raw request before anything is parsed: most requests have neither.
-MARKERS = (EMAIL_DOMAIN.encode(), CUSTOMER_ID_PREFIX.encode())
+# A cheap test on the raw request before anything is parsed: most requests have neither. Domains
+# are case-insensitive, so the test is too.
+MARKER = re.compile(re.escape(EMAIL_DOMAIN.encode()) + b"|" + re.escape(CUSTOMER_ID_PREFIX.encode()),
+                    re.IGNORECASE)
 
 _DIRECTIVE = re.compile(
     r"(?:first-(?P<first>[0-9]{1,6})-)?"

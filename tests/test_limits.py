@@ -32,6 +32,7 @@ LIMIT_FLAGS = [
      9, 2_000_000),
     ("--max-events-per-account", "MAX_EVENTS_PER_ACCOUNT", "max_events_per_account", "5", 5,
      1_000),
+    ("--max-profiles-total", "MAX_PROFILES_TOTAL", "max_profiles_total", "11", 11, 2_000_000),
 ]
 
 

@@ -30,6 +30,10 @@ def test_an_email_at_the_magic_domain_answers_its_status_with_blueshifts_body(ap
     assert response.headers["X-Fakeshift-Fault"] == "magic"
 
 
+def test_the_domain_is_read_in_any_case(api):
+    assert forget(api, "503@FAIL.Fakeshift.TEST").status_code == 503
+
+
 def test_429_comes_with_or_without_retry_after(api):
     plain = forget(api, f"429@{DOMAIN}")
     assert plain.status_code == 429 and "Retry-After" not in plain.headers
