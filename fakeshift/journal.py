@@ -40,6 +40,9 @@ BODY_KEY = "fakeshift.body"
 RESPONSE_BODY_KEY = "fakeshift.response_body"
 FAULT_KEY = "fakeshift.fault"
 VIOLATION_KEY = "fakeshift.violation"
+# Left by the server (server.FakeshiftTask): a callable, True once the client has closed its end
+# of the connection. Such a request still runs and changes state; its entry says `abandoned`.
+CLIENT_GONE_KEY = "fakeshift.client_gone"
 
 DEFAULT_SIZE = 10_000
 DEFAULT_BODY_BYTES = 4096
@@ -87,6 +90,7 @@ class Entry(NamedTuple):
     fault: str | None
     violation: str | None = None  # the contract rules the request broke, as in the violations
     exchange: Exchange = NO_EXCHANGE
+    abandoned: bool = False  # the client was gone when the answer was ready
 
     def to_dict(self) -> dict:
         return {
@@ -96,7 +100,7 @@ class Entry(NamedTuple):
             "body": None if self.body is None else self.body.decode("utf-8", "replace"),
             "body_size": self.body_size, "status": self.status,
             "latency_ms": round(self.latency_ms, 3), "fault": self.fault,
-            "violation": self.violation,
+            "violation": self.violation, "abandoned": self.abandoned,
         }
 
 
@@ -179,13 +183,13 @@ class Journal:
     def record(self, method: str, path: str, query: str, account: str | None,
                operation: str | None, body: bytes | None, body_size: int, status: int | None,
                latency_ms: float, fault: str | None, violation: str | None = None,
-               exchange: Exchange = NO_EXCHANGE) -> None:
+               exchange: Exchange = NO_EXCHANGE, abandoned: bool = False) -> None:
         now = self.clock.now()
         with self._lock:
             self._last_id += 1
             self._entries.append(Entry(self._last_id, now, account, operation, method, path,
                                        query, body, body_size, status, latency_ms, fault,
-                                       violation, exchange))
+                                       violation, exchange, abandoned))
 
     def find(self, query: JournalQuery) -> tuple[int, list[Entry]]:
         """(how many entries match, the matching entries oldest first, newest `limit` only)."""
@@ -235,11 +239,13 @@ class JournalMiddleware:
             self._record(environ, method, path, None, [], started)
             raise
         status, headers = seen_starts[-1] if seen_starts else (None, [])
+        client_gone = environ.get(CLIENT_GONE_KEY)
         self._record(environ, method, path, int(status[:3]) if status else None, headers,
-                     started)
+                     started, client_gone is not None and client_gone())
         return result
 
-    def _record(self, environ, method, path, status, response_headers, started) -> None:
+    def _record(self, environ, method, path, status, response_headers, started,
+                abandoned: bool = False) -> None:
         body = environ.get(BODY_KEY)
         response_body = environ.get(RESPONSE_BODY_KEY)
         kept_headers, dropped_headers = request_headers(environ)
@@ -253,7 +259,7 @@ class JournalMiddleware:
                             body[:self.journal.body_bytes] if body is not None else None,
                             len(body) if body is not None else 0, status,
                             (time.perf_counter() - started) * 1000, environ.get(FAULT_KEY),
-                            environ.get(VIOLATION_KEY), exchange)
+                            environ.get(VIOLATION_KEY), exchange, abandoned)
 
 
 def request_headers(environ) -> tuple[tuple[tuple[str, str], ...], int]:

@@ -10,6 +10,7 @@ import logging
 import re
 import resource
 import signal
+import socket
 import sys
 import threading
 import time
@@ -21,13 +22,13 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import BadRequest, Error, find_double_newline
 
 from . import __version__, persistence
 from .contract import VIOLATION_HEADER
 from .dashboard import TOKEN_PARAMETER
-from .journal import ACCOUNT_KEY, FAULT_KEY
+from .journal import ACCOUNT_KEY, CLIENT_GONE_KEY, FAULT_KEY
 from .scenario import Scenario, ScenarioError
 
 log = logging.getLogger("fakeshift")
@@ -248,8 +249,10 @@ class AccessLog:
         line = (f'{self.writer.timestamp()} {ACCESS_LOGGER_NAME} {environ.get("REMOTE_ADDR", "-")} '
                 f'"{environ.get("REQUEST_METHOD")} {escape_unprintable(target, _FIELD_ESCAPES)}" '
                 f'{seen.get("status", "dropped")} {took:.1f}ms')
+        client_gone = environ.get(CLIENT_GONE_KEY)
         fields = (("account", environ.get(ACCOUNT_KEY)), ("fault", environ.get(FAULT_KEY)),
-                  ("violation", seen.get("violation")))
+                  ("violation", seen.get("violation")),
+                  ("abandoned", "true" if client_gone is not None and client_gone() else None))
         for name, value in fields:
             if value:
                 line += f" {name}={escape_unprintable(str(value), _FIELD_ESCAPES)}"
@@ -325,7 +328,17 @@ class StrictRequestParser(HTTPRequestParser):
                                "body's length would be ambiguous")
 
 
+class FakeshiftTask(WSGITask):
+    """waitress's WSGI task, telling the app whether its client is still there."""
+
+    def get_environment(self):
+        environ = super().get_environment()
+        environ[CLIENT_GONE_KEY] = self.channel.client_gone
+        return environ
+
+
 class FakeshiftChannel(HTTPChannel):
+    task_class = FakeshiftTask
     error_task_class = JsonErrorTask
     parser_class = StrictRequestParser
     # When the first byte of the request being received arrived (None between requests).
@@ -338,6 +351,20 @@ class FakeshiftChannel(HTTPChannel):
         if self.request is None:
             self.request_started = None
         return result
+
+    def client_gone(self) -> bool:
+        """True when the client has closed its end of the connection (or reset it). waitress
+        reads nothing from a connection while its request runs, so a client that gave up is
+        noticed only here: by peeking for the end of the stream, which consumes nothing. A
+        client that half-closes (shutdown(SHUT_WR)) and still reads counts as gone too."""
+        if not self.connected:
+            return True
+        try:
+            return self.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False  # nothing more sent, and still open
+        except OSError:
+            return True  # reset, or already closed
 
     def refuse_if_stalled(self, header_cutoff: float, idle_cutoff: float,
                           header_timeout: float) -> None:
