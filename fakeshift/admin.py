@@ -1,5 +1,10 @@
 """The control plane under /_fakeshift/: health, readiness, reset, scenarios, account state,
-seeding, settings and the virtual clock; and the index at `/`. Not part of Blueshift's API."""
+seeding, settings, the virtual clock and each account's own clock and reset; and the index at
+`/`. Not part of Blueshift's API.
+
+Account routes take `<id:name>`, so a name may hold `/`. A name that ends in one of their own
+suffixes is shadowed by the sub-resource: `/accounts/x/clock` is account x's clock, never the
+state of an account named `x/clock` (fixed segments win the routing; %2F is decoded before it)."""
 
 from __future__ import annotations
 
@@ -81,11 +86,16 @@ def ready():
 
 @bp.post("/reset")
 def reset():
+    to = _reset_target()
+    _emulator().reset(to)
+    return answer({"status": "ok", "reset_to": to})
+
+
+def _reset_target() -> str:
     to = request.args.get("to") or _body(("to",)).get("to", "scenario")
     if to not in ("scenario", "empty"):
         raise InvalidField("to", "must be scenario or empty")
-    _emulator().reset(to)
-    return answer({"status": "ok", "reset_to": to})
+    return to
 
 
 @bp.get("/scenario")
@@ -159,10 +169,21 @@ def account_state(name: str):
 def drop_account(name: str):
     emulator = _emulator()
     dropped = emulator.store.drop_account(name)
-    # Its contract violations go with it, also when refused requests never created it: the next
-    # user of the same key must not be blamed for them.
+    # Its contract violations and its own clock go with it, also when refused requests never
+    # created it: the next user of the same key must not be blamed for them, nor live in its time.
     emulator.violations.clear(name)
+    emulator.clock.account(name).reset()
     return answer({"status": "ok", "dropped": dropped})
+
+
+@bp.post("/accounts/<id:name>/reset", merge_slashes=False)
+def reset_account(name: str):
+    to = _reset_target()
+    try:
+        _emulator().reset_account(name, to)
+    except ScenarioError as exc:
+        raise InvalidField("reset", str(exc)) from exc
+    return answer({"status": "ok", "reset_to": to, "account": name})
 
 
 @bp.get("/accounts/<id:name>/events", merge_slashes=False)
@@ -200,7 +221,9 @@ def seed(name: str):
     return answer({"status": "ok", **created, "counts": counts})
 
 
-# ---- the virtual clock -------------------------------------------------------------------------
+# ---- the virtual clock, and each account's own ------------------------------------------------
+# The server's clock and an account's (clock.AccountClock) take the same calls with the same
+# bodies; each body is read into a call on "a clock" before any clock is touched.
 
 @bp.get("/clock")
 def clock():
@@ -209,37 +232,101 @@ def clock():
 
 @bp.post("/clock/freeze")
 def freeze():
-    at = _body(("at",)).get("at")
-    _emulator().clock.freeze(_moment(at, "at") if at is not None else None)
-    return answer(_emulator().clock.snapshot())
+    return _on_server_clock(_freeze_call())
 
 
 @bp.post("/clock/unfreeze")
 def unfreeze():
-    _body(())
-    _emulator().clock.unfreeze()
-    return answer(_emulator().clock.snapshot())
+    return _on_server_clock(_unfreeze_call())
 
 
 @bp.post("/clock/set")
 def set_clock():
-    body = _body(("now",))
-    if "now" not in body:
-        raise InvalidField("now", "can't be blank")
-    _emulator().clock.set(_moment(body["now"], "now"))
-    return answer(_emulator().clock.snapshot())
+    return _on_server_clock(_set_call())
 
 
 @bp.post("/clock/advance")
 def advance():
+    return _on_server_clock(_advance_call())
+
+
+@bp.get("/accounts/<id:name>/clock", merge_slashes=False)
+def account_clock(name: str):
+    """Reading creates nothing: an account without a clock of its own shows the server's."""
+    return answer(_emulator().clock.account(name).snapshot())
+
+
+@bp.delete("/accounts/<id:name>/clock", merge_slashes=False)
+def reset_account_clock(name: str):
+    own = _emulator().clock.account(name)
+    own.reset()
+    return answer(own.snapshot())
+
+
+@bp.post("/accounts/<id:name>/clock/freeze", merge_slashes=False)
+def freeze_account_clock(name: str):
+    return _on_account_clock(name, _freeze_call())
+
+
+@bp.post("/accounts/<id:name>/clock/unfreeze", merge_slashes=False)
+def unfreeze_account_clock(name: str):
+    return _on_account_clock(name, _unfreeze_call())
+
+
+@bp.post("/accounts/<id:name>/clock/set", merge_slashes=False)
+def set_account_clock(name: str):
+    return _on_account_clock(name, _set_call())
+
+
+@bp.post("/accounts/<id:name>/clock/advance", merge_slashes=False)
+def advance_account_clock(name: str):
+    return _on_account_clock(name, _advance_call())
+
+
+def _on_server_clock(call):
+    server = _emulator().clock
+    call(server)
+    return answer(server.snapshot())
+
+
+def _on_account_clock(name: str, call):
+    """A change to an account's clock creates the account, as its settings do: the clock then
+    goes when the account is dropped, and counts against max_accounts like any account."""
+    emulator = _emulator()
+    own = emulator.clock.account(name)
+    with emulator.store.open(name):
+        call(own)
+        return answer(own.snapshot())
+
+
+def _freeze_call():
+    at = _body(("at",)).get("at")
+    moment = _moment(at, "at") if at is not None else None
+    return lambda clock: clock.freeze(moment)
+
+
+def _unfreeze_call():
+    _body(())
+    return lambda clock: clock.unfreeze()
+
+
+def _set_call():
+    body = _body(("now",))
+    if "now" not in body:
+        raise InvalidField("now", "can't be blank")
+    moment = _moment(body["now"], "now")
+    return lambda clock: clock.set(moment)
+
+
+def _advance_call():
     body = _body(("seconds", "by"))
     if ("seconds" in body) == ("by" in body):
         raise InvalidField("seconds", "give exactly one of seconds (a number) or by (e.g. \"2h\")")
     step = body.get("seconds", body.get("by"))
     if "seconds" in body and (isinstance(step, bool) or not isinstance(step, (int, float))):
         raise InvalidField("seconds", "must be a number")
-    _emulator().clock.advance(_duration(step, "by" if "by" in body else "seconds"))
-    return answer(_emulator().clock.snapshot())
+    seconds = _duration(step, "by" if "by" in body else "seconds")
+    return lambda clock: clock.advance(seconds)
 
 
 def _moment(value, name: str):
@@ -269,5 +356,7 @@ def list_violations():
 
 @bp.delete("/violations")
 def clear_violations():
+    # Refused rather than ignored: a misspelt `account` must not clear every job's violations.
+    only_fields(request.args, ("account",))
     cleared = _emulator().violations.clear(request.args.get("account"))
     return answer({"status": "ok", "cleared": cleared})

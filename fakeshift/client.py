@@ -4,7 +4,8 @@ in-process server, a `fakeshift serve` process or a container.
 
     control = FakeshiftClient("http://127.0.0.1:8080", admin_token=None)
     control.seed("my-key", profiles=[{"email": "ann@example.com", "count": 3}])
-    control.advance(by="2h")
+    control.advance(by="2h")                            # the server's clock: every account
+    control.advance_account_clock("my-key", by="2h")    # this account's clock only
     control.account("my-key")["stats"]
 """
 
@@ -18,8 +19,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, TypedDict
 
-__all__ = ["FakeshiftClient", "FakeshiftError", "ClockSnapshot", "JournalPage", "SeedCounts",
-           "SeedResult", "ViolationsPage"]
+__all__ = ["FakeshiftClient", "FakeshiftError", "AccountClockSnapshot", "AccountReset",
+           "Cleared", "ClockSnapshot", "JournalPage", "SeedCounts", "SeedResult",
+           "ViolationsPage"]
 
 JSON = dict[str, Any]
 
@@ -28,6 +30,25 @@ class ClockSnapshot(TypedDict):
     now: str
     frozen: bool
     offset_seconds: float
+
+
+class AccountClockSnapshot(ClockSnapshot):
+    """`frozen`: the account's time stands still (its own clock is frozen, or it follows a frozen
+    server clock); `own`: it has a clock of its own (else it reads the server's)."""
+    account: str
+    own: bool
+    offset_from_server_seconds: float
+
+
+class AccountReset(TypedDict):
+    status: str
+    reset_to: str
+    account: str
+
+
+class Cleared(TypedDict):
+    status: str
+    cleared: int
 
 
 class JournalPage(TypedDict):
@@ -152,7 +173,14 @@ class FakeshiftClient:
         return self.request("GET", f"/accounts/{_segment(name)}")
 
     def drop_account(self, name: str) -> JSON:
+        """Drop the account, its contract violations and its own clock."""
         return self.request("DELETE", f"/accounts/{_segment(name)}")
+
+    def reset_account(self, name: str, to: str = "scenario") -> AccountReset:
+        """One account back to what the loaded scenario holds for it ("scenario") or to nothing
+        ("empty"), with its own clock, journal entries, fault rules targeting it, rate-limit
+        buckets and contract violations cleared. Other accounts are not touched."""
+        return self.request("POST", f"/accounts/{_segment(name)}/reset", {"to": to})
 
     def seed(self, account: str, *, profiles: list[JSON] | None = None,
              generate: list[JSON] | None = None, suppressed: list[JSON] | None = None,
@@ -201,6 +229,35 @@ class FakeshiftClient:
     def set_clock(self, now: str) -> ClockSnapshot:
         return self.request("POST", "/clock/set", {"now": now})
 
+    # ---- one account's own clock (the server clock plus its offset, or its frozen moment) -----
+
+    def account_clock(self, account: str) -> AccountClockSnapshot:
+        return self.request("GET", f"/accounts/{_segment(account)}/clock")
+
+    def advance_account_clock(self, account: str, seconds: float | None = None, *,
+                              by: str | None = None) -> AccountClockSnapshot:
+        """Move only this account's time forward: `advance_account_clock("k", by="2h")`."""
+        if (seconds is None) == (by is None):
+            raise ValueError("give exactly one of seconds or by")
+        return self.request("POST", f"/accounts/{_segment(account)}/clock/advance",
+                            {"seconds": seconds} if by is None else {"by": by})
+
+    def freeze_account_clock(self, account: str, at: str | None = None) -> AccountClockSnapshot:
+        """Stop this account's time, now or at an ISO 8601 time; the server clock's moves no
+        longer reach it until it is unfrozen."""
+        return self.request("POST", f"/accounts/{_segment(account)}/clock/freeze",
+                            {} if at is None else {"at": at})
+
+    def unfreeze_account_clock(self, account: str) -> AccountClockSnapshot:
+        return self.request("POST", f"/accounts/{_segment(account)}/clock/unfreeze", {})
+
+    def set_account_clock(self, account: str, now: str) -> AccountClockSnapshot:
+        return self.request("POST", f"/accounts/{_segment(account)}/clock/set", {"now": now})
+
+    def reset_account_clock(self, account: str) -> AccountClockSnapshot:
+        """The account follows the server clock again."""
+        return self.request("DELETE", f"/accounts/{_segment(account)}/clock")
+
     # ---- faults and rate limits ----------------------------------------------------------------
 
     def faults(self) -> Any:
@@ -213,14 +270,19 @@ class FakeshiftClient:
     def remove_fault(self, rule_id: str | int) -> Any:
         return self.request("DELETE", f"/faults/{_segment(str(rule_id))}")
 
-    def clear_faults(self) -> Any:
-        return self.request("DELETE", "/faults")
+    def clear_faults(self, account: str | None = None) -> Any:
+        """Every rule, or only the rules that target `account` (and its header-rule counters)."""
+        return self.request("DELETE", "/faults", query={"account": account})
 
     def rate_limits(self) -> Any:
         return self.request("GET", "/rate-limits")
 
     def set_rate_limits(self, limits: JSON) -> Any:
         return self.request("PUT", "/rate-limits", limits)
+
+    def clear_rate_limit_buckets(self, account: str | None = None) -> Cleared:
+        """Empty every bucket, or only `account`'s; the limits stay."""
+        return self.request("DELETE", "/rate-limits/buckets", query={"account": account})
 
     # ---- journal and contract violations -------------------------------------------------------
 
@@ -232,14 +294,15 @@ class FakeshiftClient:
             "account": account, "method": method, "path": path, "status": status,
             "since": since, "until": until, "limit": limit})
 
-    def clear_journal(self) -> Any:
-        return self.request("DELETE", "/journal")
+    def clear_journal(self, account: str | None = None) -> Cleared:
+        """Every entry, or only `account`'s."""
+        return self.request("DELETE", "/journal", query={"account": account})
 
     def violations(self, account: str | None = None) -> ViolationsPage:
         """Where clients broke the Blueshift contract (all accounts when `account` is None)."""
         return self.request("GET", "/violations", query={"account": account})
 
-    def clear_violations(self, account: str | None = None) -> Any:
+    def clear_violations(self, account: str | None = None) -> Cleared:
         return self.request("DELETE", "/violations", query={"account": account})
 
 

@@ -30,7 +30,7 @@ from .clock import VirtualClock, parse_iso
 from .errors import STATUS_BODIES, BlueshiftError, InvalidField, LimitReached, NotFound
 from .http import answer
 from .journal import FAULT_KEY
-from .parsing import PARSED_BODY_KEY, json_object
+from .parsing import PARSED_BODY_KEY, json_object, only_fields
 from .patterns import PatternError, compile_glob, compile_regex
 from .scenario import ScenarioError, check_definition, definition_validator, parse_duration
 
@@ -230,10 +230,11 @@ class Rule:
                 and (self.path_regex is None or self.path_regex.fullmatch(path) is not None)
                 and (self.account is None or self.account == account))
 
-    def fires(self, clock: VirtualClock) -> bool:
-        """Count one targeted request and say whether the fault applies to it (lock held)."""
+    def fires(self, clock: VirtualClock, account: str | None) -> bool:
+        """Count one targeted request and say whether the fault applies to it (lock held). A
+        window is read on the requesting account's clock."""
         if self.window_from or self.window_until:
-            now = clock.now()
+            now = clock.now_for(account)
             if (self.window_from and now < self.window_from) or (
                     self.window_until and now >= self.window_until):
                 return False
@@ -329,11 +330,21 @@ class FaultRules:
             self._rules = kept
             return removed
 
-    def clear(self) -> int:
+    def clear(self, account: str | None = None) -> int:
+        """Remove every rule and header-rule counter, or with `account` only the rules that
+        target that account and the counters of its requests: a job sharing the server clears
+        its own without touching another's."""
         with self._lock:
-            removed = len(self._rules)
-            self._rules = ()
-            self._forget_header_rules()
+            if account is None:
+                kept: tuple[Rule, ...] = ()
+                self._forget_header_rules()
+            else:
+                kept = tuple(rule for rule in self._rules if rule.account != account)
+                for key in [key for key in self._header_rules if key[0] == account]:
+                    del self._header_rules[key]
+                    self._header_rule_bytes -= _header_rule_cost(key)
+            removed = len(self._rules) - len(kept)
+            self._rules = kept
             return removed
 
     def export_rules(self) -> list[dict]:
@@ -420,7 +431,8 @@ class FaultRules:
             return None
         with self._lock:
             for rule in rules:
-                if rule.targets(operation, method, path, account) and rule.fires(self.clock):
+                if (rule.targets(operation, method, path, account)
+                        and rule.fires(self.clock, account)):
                     return rule.outcome()
         return None
 
@@ -439,7 +451,7 @@ class FaultRules:
         if rule is None:
             rule = self._keep_header_rule(key, self._compile_header(value, account, label))
         with self._lock:
-            if rule.targets(operation, method, path, account) and rule.fires(self.clock):
+            if rule.targets(operation, method, path, account) and rule.fires(self.clock, account):
                 return rule.outcome()
         return None
 
@@ -587,4 +599,6 @@ def remove_fault(rule_id: str):
 
 @bp.delete("/faults")
 def clear_faults():
-    return answer({"status": "ok", "removed": _rules().clear()})
+    """Every rule, or with ?account=K the rules that target K (and K's header-rule counters)."""
+    only_fields(request.args, ("account",))
+    return answer({"status": "ok", "removed": _rules().clear(request.args.get("account"))})

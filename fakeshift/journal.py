@@ -31,6 +31,7 @@ from .dashboard import PATH as DASHBOARD_PATH
 from .errors import InvalidField
 from .har import Redactor, har_document
 from .http import answer
+from .parsing import only_fields
 from .patterns import PatternError, compile_glob, is_glob
 
 # Keys the Flask hooks and the fault and rate-limit modules leave in the WSGI environ.
@@ -203,11 +204,17 @@ class Journal:
         count, kept = self.find(query)
         return count, [entry.to_dict() for entry in kept]
 
-    def clear(self) -> int:
+    def clear(self, account: str | None = None) -> int:
+        """Drop every entry, or one account's (the others keep their ids and order)."""
         with self._lock:
-            dropped = len(self._entries)
-            self._entries.clear()
-            return dropped
+            before = len(self._entries)
+            if account is None:
+                self._entries.clear()
+            else:
+                kept = [entry for entry in self._entries if entry.account != account]
+                self._entries.clear()
+                self._entries.extend(kept)
+            return before - len(self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -311,7 +318,11 @@ def read_journal_har():
 
 @bp.delete("/journal")
 def clear_journal():
-    return answer({"status": "ok", "cleared": current_app.extensions["fakeshift"].journal.clear()})
+    """Every entry, or with ?account=K only K's. Another parameter is refused, not ignored: a
+    misspelt `account` must not empty a journal other jobs are reading."""
+    only_fields(request.args, ("account",))
+    journal = current_app.extensions["fakeshift"].journal
+    return answer({"status": "ok", "cleared": journal.clear(request.args.get("account"))})
 
 
 _QUERY_FIELDS = frozenset(JournalQuery._fields)

@@ -305,12 +305,15 @@ class ProfileTally:
     """How many profiles the accounts of one store hold, against Settings.max_profiles_total.
     The store lock guards it, as it guards the accounts."""
 
-    def __init__(self, settings: Settings, accounts: Callable[[], Iterable[Account]] = tuple):
+    def __init__(self, settings: Settings, accounts: Callable[[], Iterable[Account]] = tuple,
+                 now_of: Callable[[str], datetime] | None = None):
         self.count = 0
         self._settings = settings
         self._accounts = accounts
+        # Each account's own time: accounts may run on clocks of their own (AccountClock).
+        self._now_of = now_of
 
-    def make_room(self, now: datetime) -> None:
+    def make_room(self) -> None:
         """Room for one more profile, or LimitReached."""
         cap = self._settings.max_profiles_total
         if self.count < cap:
@@ -318,7 +321,7 @@ class ProfileTally:
         # Profiles fallen due in accounts nobody has opened since are gone for every client
         # already; only their purge is pending.
         for account in self._accounts():
-            account.purge_due(now)
+            account.purge_due(self._now_of(account.name))
         if self.count >= cap:
             raise LimitReached(
                 f"Profile limit reached: the server holds {cap} profiles (max_profiles_total)")
@@ -379,7 +382,7 @@ class Account:
                 f"Profile limit reached: this account holds "
                 f"{self._settings.max_profiles_per_account} profiles (max_profiles_per_account)"
             )
-        self._tally.make_room(now)
+        self._tally.make_room()
         profile = Profile(profile_uuid or new_uuid(), next(self._seq), created_at or now)
         if profile.uuid in self.profiles:
             raise InvalidField("uuid", f"{profile.uuid} already exists")
@@ -881,7 +884,8 @@ class Account:
 
 
 class Store:
-    """All accounts of one server, the virtual clock they share, and the one lock."""
+    """All accounts of one server, the virtual clock (with the accounts' own clocks on it), and
+    the one lock."""
 
     def __init__(self, clock: VirtualClock | None = None, settings: Settings | None = None):
         self.clock = clock or VirtualClock()
@@ -899,7 +903,7 @@ class Store:
                 if not create:
                     raise NotFound(f"No account named {name!r}")
                 account = self._add_account(name)
-            now = self.clock.now()
+            now = self.clock.now_for(name)
             account.purge_due(now)
             yield account, now
 
@@ -910,7 +914,7 @@ class Store:
         max_accounts, and every later key that writes would be refused for good."""
         with self._lock:
             account = self._accounts.get(name) or Account(name, self.settings)
-            now = self.clock.now()
+            now = self.clock.now_for(name)
             account.purge_due(now)
             yield account, now
 
@@ -926,7 +930,7 @@ class Store:
 
     def _new_tally(self) -> ProfileTally:
         # The accounts looked up when needed: restore() replaces the dictionary.
-        return ProfileTally(self.settings, lambda: self._accounts.values())
+        return ProfileTally(self.settings, lambda: self._accounts.values(), self.clock.now_for)
 
     def account_names(self) -> list[str]:
         with self._lock:

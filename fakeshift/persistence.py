@@ -2,10 +2,11 @@
 
 The file is one JSON document, versioned by its "format" and "version" fields. It holds every
 account (profiles with pending deletions and their due times, suppression lists, custom lists,
-groups, recorded events), the server settings changed through the control plane, the virtual clock (offset, or
-the frozen moment), the fault rules and the rate-limit configuration. It is written atomically:
-a temporary file in the same directory, fsync, os.replace, then an fsync of the directory, so a
-crash at any moment leaves either the previous complete file or the new one, never a mixture.
+groups, recorded events), the server settings changed through the control plane, the virtual
+clock (offset, or the frozen moment) and the accounts' own clocks, the fault rules and the
+rate-limit configuration. It is written atomically: a temporary file in the same directory,
+fsync, os.replace, then an fsync of the directory, so a crash at any moment leaves either the
+previous complete file or the new one, never a mixture.
 While a server runs it holds an exclusive lock on `<file>.lock`, so two servers never share one
 file.
 
@@ -105,6 +106,7 @@ def snapshot(emulator) -> dict:
     try:
         with store.exclusive():
             clock = emulator.clock.snapshot()
+            account_clocks = emulator.clock.account_clocks()
             settings = {name: getattr(store.settings, name) for name in _SAVED_SETTINGS}
             copies = []
             for name in store.account_names():
@@ -120,6 +122,7 @@ def snapshot(emulator) -> dict:
         "version": VERSION,
         "saved_at": iso(utc_now()),
         "clock": {"frozen_at": frozen_at, "offset_seconds": clock["offset_seconds"]},
+        "account_clocks": account_clocks,
         "settings": settings,
         "accounts": [_account_state(twin, profiles) for twin, profiles in copies],
         "faults": emulator.faults.export_rules(),
@@ -194,6 +197,8 @@ def restore(emulator, document: dict, source: str) -> None:
             clock.advance(document["clock"]["offset_seconds"])
             if document["clock"]["frozen_at"] is not None:
                 clock.freeze(parse_iso(document["clock"]["frozen_at"]))
+            # Absent from files saved before accounts had clocks of their own.
+            clock.restore_account_clocks(document.get("account_clocks", {}))
         emulator.faults.import_rules(document["faults"])
         emulator.rate_limits.configure(document["rate_limits"])
     except BlueshiftError as exc:

@@ -3,7 +3,8 @@
 Each accepted request pours one unit into its bucket, which drains at `rate` units per second of
 the virtual clock; a request that would overflow `burst` gets Blueshift's 429
 `{"message": "Rate limit exceeded"}` and pours nothing. With a frozen clock exactly `burst`
-requests pass; advancing the clock by 1/rate seconds lets one more through.
+requests pass; advancing the clock by 1/rate seconds lets one more through. A bucket drains on
+its account's clock, so advancing one account's clock refills only that account's buckets.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .errors import STATUS_BODIES, InvalidField
 from .faults import HEADER, FaultSpecError, json_spec, operation_name, parse_pairs
 from .http import answer
 from .journal import FAULT_KEY
-from .parsing import json_object
+from .parsing import json_object, only_fields
 from .scenario import ScenarioError, check_definition, definition_validator
 
 RATE_LIMIT_LABEL = "rate-limit"
@@ -101,7 +102,7 @@ class RateLimiter:
         if limit is None:
             return None
         rate, burst = limit
-        now = self.clock.now().timestamp()
+        now = self.clock.now_for(account).timestamp()
         key = (account, operation)
         with self._lock:
             level, last = self._buckets.get(key, (0.0, now))
@@ -114,6 +115,18 @@ class RateLimiter:
             if len(self._buckets) > BUCKETS_KEPT:
                 self._forget_drained(now)
             return None
+
+    def clear(self, account: str | None = None) -> int:
+        """Empty every bucket, or one account's; the limits stay. How many buckets went."""
+        with self._lock:
+            if account is None:
+                emptied = len(self._buckets)
+                self._buckets.clear()
+                return emptied
+            gone = [key for key in self._buckets if key[0] == account]
+            for key in gone:
+                del self._buckets[key]
+            return len(gone)
 
     def _forget_drained(self, now: float) -> None:
         for key, (level, last) in list(self._buckets.items()):
@@ -161,3 +174,11 @@ def put_rate_limits():
     except FaultSpecError as exc:
         raise InvalidField("rate_limits", str(exc)) from exc
     return answer(limiter.describe())
+
+
+@bp.delete("/rate-limits/buckets")
+def clear_buckets():
+    """Empty the buckets (the limits stay): every one, or with ?account=K only K's."""
+    only_fields(request.args, ("account",))
+    limiter = current_app.extensions["fakeshift"].rate_limits
+    return answer({"status": "ok", "cleared": limiter.clear(request.args.get("account"))})

@@ -155,9 +155,17 @@ class Scenario:
         """Build every account of the scenario into an (already cleared) store."""
         clock_spec = self.document.get("clock", {})
         apply_clock(store.clock, clock_spec)
+        self._seed(store, lambda key: True)
+
+    def apply_account(self, store: Store, name: str) -> None:
+        """Build the scenario's entries for one account (absent from the store) into it."""
+        self._seed(store, lambda key: key == name)
+
+    def _seed(self, store: Store, wanted) -> None:
         for position, spec in enumerate(self.document.get("accounts", [])):
-            with store.open(spec["key"]) as (account, now):
-                seed_account(account, now, spec, f"{self.source}: accounts[{position}]")
+            if wanted(spec["key"]):
+                with store.open(spec["key"]) as (account, now):
+                    seed_account(account, now, spec, f"{self.source}: accounts[{position}]")
 
 
 # ---- YAML, read as JSON -------------------------------------------------------------------------
