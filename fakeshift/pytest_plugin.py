@@ -10,9 +10,10 @@ Fixtures:
   fakeshift_server        session  the same server (url, control).
   fakeshift_app           function a fresh in-process WSGI app (no socket), for app.test_client().
   fakeshift               function this test's own account: a new random API key on the shared
-                                   server, with its base URL and a control client. Tests never see
-                                   each other's data, and under pytest-xdist each worker has its
-                                   own server.
+                                   server, with its base URL, a control client and its own clock
+                                   (advance, freeze, ...). Tests never see each other's data or
+                                   move each other's time, and under pytest-xdist each worker has
+                                   its own server.
 
 Marker `@pytest.mark.fakeshift_contract` (or ini option `fakeshift_contract = true` for every
 test) fails a test whose requests broke the Blueshift contract, as the emulator recorded them.
@@ -31,7 +32,8 @@ import waitress
 from waitress import wasyncore
 
 from .app import create_app
-from .client import FakeshiftClient, FakeshiftError, SeedResult
+from .client import (AccountClockSnapshot, AccountReset, FakeshiftClient, FakeshiftError,
+                     SeedResult)
 
 CONTRACT_MARKER = "fakeshift_contract"
 # How long the one look at a FAKESHIFT_URL server may take: a wrong address must end the run in
@@ -94,7 +96,11 @@ class ExternalServer:
 
 class FakeshiftAccount:
     """One test's account on the shared server: give `base_url` and `api_key` to the code under
-    test, then assert with `state()`, `journal()` and `violations()`."""
+    test, then assert with `state()`, `journal()` and `violations()`.
+
+    Its time is its own: `advance()`, `freeze()`, `unfreeze()` and `set_clock()` move this
+    account's clock only (the server clock plus its own offset, or its own frozen moment), so
+    tests running in parallel against one server never purge each other's pending deletions."""
 
     def __init__(self, server, api_key: str):
         self.server = server
@@ -130,6 +136,28 @@ class FakeshiftAccount:
 
     def violations(self) -> list[dict[str, Any]]:
         return self.control.violations(self.name)["violations"]
+
+    def clock(self) -> AccountClockSnapshot:
+        return self.control.account_clock(self.name)
+
+    def advance(self, seconds: float | None = None, *,
+                by: str | None = None) -> AccountClockSnapshot:
+        """Move this account's time forward: `advance(90)` or `advance(by="2h")`."""
+        return self.control.advance_account_clock(self.name, seconds, by=by)
+
+    def freeze(self, at: str | None = None) -> AccountClockSnapshot:
+        return self.control.freeze_account_clock(self.name, at)
+
+    def unfreeze(self) -> AccountClockSnapshot:
+        return self.control.unfreeze_account_clock(self.name)
+
+    def set_clock(self, now: str) -> AccountClockSnapshot:
+        return self.control.set_account_clock(self.name, now)
+
+    def reset(self) -> AccountReset:
+        """Empty this account again, with its clock, journal entries, fault rules targeting it,
+        rate-limit buckets and violations."""
+        return self.control.reset_account(self.name, "empty")
 
     def __repr__(self) -> str:
         return f"<fakeshift account {self.api_key} at {self.base_url}>"
@@ -208,16 +236,18 @@ def fakeshift_app(fakeshift_config):
 @pytest.fixture
 def fakeshift(fakeshift_server):
     """This test's own account (a fresh random API key): `.base_url`, `.api_key`, `.auth`,
-    `.headers`, `.control`, `.state()`, `.seed(...)`, `.journal()`, `.violations()`."""
+    `.headers`, `.control`, `.state()`, `.seed(...)`, `.journal()`, `.violations()`, its own
+    clock (`.clock()`, `.advance()`, `.freeze()`, `.unfreeze()`, `.set_clock()`), `.reset()`."""
     account = FakeshiftAccount(fakeshift_server, f"test-{secrets.token_hex(8)}")
     # Create it empty now, so state() answers even if every request of the test was refused.
     account.seed()
     yield account
-    # The clock belongs to the whole server: a test that froze it must not freeze the next one.
+    # The server clock belongs to the whole server: a test that froze it through `.control`
+    # must not freeze the next one. (The account's own clock is dropped with the account.)
     if fakeshift_server.control.clock()["frozen"]:
         fakeshift_server.control.unfreeze()
-    # Keep a long session's memory flat (the account's violations go with it); the key is
-    # never used again.
+    # Keep a long session's memory flat (the account's violations and clock go with it); the
+    # key is never used again.
     fakeshift_server.control.drop_account(account.name)
 
 

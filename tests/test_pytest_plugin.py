@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
 from fakeshift.pytest_plugin import LiveServer
 
@@ -138,6 +139,82 @@ def test_a_frozen_clock_does_not_leak_into_the_next_test(pytester):
 
         def test_runs_after(fakeshift):
             assert fakeshift.control.clock()["frozen"] is False
+    ''')
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
+SHARED_CLOCK_TESTS = '''
+    import time
+    import pytest, requests
+    from helpers import record
+
+    def pending(fakeshift):
+        return fakeshift.state()["stats"]["pending_deletion"]
+
+    @pytest.mark.parametrize("n", range(4))
+    def test_own_time(fakeshift, n):
+        record(fakeshift)
+        fakeshift.seed(profiles=[{"email": "same@example.com"}])
+        requests.post(f"{fakeshift.base_url}/api/v1/customers/delete",
+                      json={"email": "same@example.com"}, auth=fakeshift.auth)
+        assert pending(fakeshift) == 1
+        time.sleep(0.3)  # the other worker's tests advance their clocks meanwhile
+        assert pending(fakeshift) == 1
+        moved = fakeshift.advance(by="2h")
+        assert moved["own"] is True and moved["offset_from_server_seconds"] >= 7200
+        assert fakeshift.state()["stats"]["purged"] == 1
+        assert fakeshift.freeze()["frozen"] is True
+        assert fakeshift.set_clock("2030-01-01T00:00:00Z")["now"] == "2030-01-01T00:00:00.000000Z"
+        assert fakeshift.clock()["frozen"] is True
+        server = fakeshift.control.clock()
+        assert server["frozen"] is False and abs(server["offset_seconds"]) < 60
+        assert fakeshift.unfreeze()["frozen"] is False
+'''
+
+
+def test_the_fixtures_clock_moves_only_the_tests_account_on_a_server_shared_by_workers(
+        pytester, monkeypatch):
+    """Two xdist workers on one server (as CI jobs sharing FAKESHIFT_URL): each test advances,
+    freezes and sets its own account's clock; no other test's, nor another job's, deletion is
+    purged, and the server clock never moves."""
+    with LiveServer({"access_log": False}, threads=4) as server:
+        control = server.control
+        control.seed("other-job", profiles=[{"email": "o@example.com"}])
+        requests.post(f"{server.url}/api/v1/customers/delete", json={"email": "o@example.com"},
+                      auth=("other-job", ""), timeout=10).raise_for_status()
+        monkeypatch.setenv("FAKESHIFT_URL", server.url)
+        pytester.makepyfile(helpers=RECORD)
+        pytester.makepyfile(test_shared_clock=SHARED_CLOCK_TESTS)
+        result = pytester.runpytest_subprocess("-n", "2", "-p", "no:schemathesis",
+                                               "-p", "no:hypothesispytest")
+        result.assert_outcomes(passed=4)
+        lines = seen(pytester)
+        assert {line["worker"] for line in lines} == {"gw0", "gw1"}
+        assert {line["url"] for line in lines} == {server.url}
+        assert control.account("other-job")["stats"]["pending_deletion"] == 1
+        assert [a["account"] for a in control.accounts()] == ["other-job"]
+        for line in lines:  # each test's clock went with its account
+            assert control.account_clock(line["key"])["own"] is False
+        clock = control.clock()
+        assert clock["frozen"] is False and abs(clock["offset_seconds"]) < 60
+
+
+def test_a_tests_own_clock_does_not_reach_the_next_test(pytester):
+    pytester.makepyfile(test_clock_order='''
+        import requests
+
+        def created_at(fakeshift):
+            requests.post(f"{fakeshift.base_url}/api/v1/customers",
+                          json={"email": "t@example.com"}, auth=fakeshift.auth)
+            return fakeshift.state()["profiles"][0]["created_at"]
+
+        def test_lives_in_2030(fakeshift):
+            fakeshift.freeze("2030-01-01T00:00:00Z")
+            assert created_at(fakeshift) == "2030-01-01T00:00:00.000000Z"
+
+        def test_lives_now(fakeshift):
+            assert fakeshift.clock()["own"] is False
+            assert not created_at(fakeshift).startswith("2030")
     ''')
     pytester.runpytest().assert_outcomes(passed=2)
 
