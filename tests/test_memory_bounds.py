@@ -69,3 +69,19 @@ def test_distinct_journal_globs_are_not_kept(start_server):
             assert response.status_code == 200
     growth = rss_bytes(server.process.pid) - before
     assert growth < GROWTH_BOUND // 2, f"grew {growth >> 20} MiB"
+
+
+def test_a_tiny_scenario_cannot_build_more_profiles_than_the_server_holds(start_server):
+    """A 138-byte scenario once built a million profiles (481 MB): the server-wide cap stops it
+    before it is built, and the scenario in place stays."""
+    server = start_server("--access-log", "false", "--max-profiles-total", "50000")
+    before = rss_bytes(server.process.pid)
+    scenario = {"accounts": [{"key": f"k{n}", "profiles": [{"email": "p@example.com",
+                                                           "count": 40_000}]}
+                             for n in range(25)]}
+    response = requests.put(f"{server.url}/_fakeshift/scenario", json=scenario, timeout=60)
+    assert response.status_code == 400
+    assert "max_profiles_total" in response.text
+    growth = rss_bytes(server.process.pid) - before
+    assert growth < GROWTH_BOUND, f"grew {growth >> 20} MiB"
+    assert requests.get(f"{server.url}/_fakeshift/accounts", timeout=10).json()["accounts"] == []
