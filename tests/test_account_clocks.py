@@ -111,6 +111,14 @@ def test_a_server_reset_drops_every_account_clock(clock):
     assert abs((clock.now_for("a") - clock.now()).total_seconds()) < 1
 
 
+def test_a_server_reset_puts_every_account_back_on_the_server_clock(client):
+    client.post("/_fakeshift/accounts/a/clock/advance", json={"by": "1h"})
+    client.post("/_fakeshift/accounts/b/clock/freeze", json={})
+    client.post("/_fakeshift/reset")
+    for name in ("a", "b"):
+        assert client.get(f"/_fakeshift/accounts/{name}/clock").json["own"] is False
+
+
 def test_account_clocks_changed_from_many_threads_lose_no_change(clock):
     """The accounts' clocks are one dictionary, copied on write: a write made outside the lock
     would drop another account's concurrent change."""
