@@ -219,8 +219,9 @@ class VirtualClock:
 class AccountClock:
     """One account's clock: the server clock plus an offset of its own, or a frozen moment of
     its own. An account never given one reads the server clock unchanged; the first advance,
-    set or freeze gives it one, and reset() lets it follow the server again. The same calls as
-    VirtualClock, so the control plane drives both alike.
+    set or freeze gives it one, and reset() lets it follow the server again. The changing calls
+    and the snapshot of VirtualClock, so the control plane drives both alike; its time is read
+    with VirtualClock.now_for(name).
 
     A frozen account clock stands still whatever the server clock does; one running on an
     offset moves with every advance or set of the server clock. Only a handle: the state is kept
@@ -229,9 +230,6 @@ class AccountClock:
     def __init__(self, server: VirtualClock, name: str):
         self._server = server
         self.name = name
-
-    def now(self) -> datetime:
-        return self._server.now_for(self.name)
 
     @property
     def _whose(self) -> str:
