@@ -19,7 +19,8 @@ from fakeshift.contract import load_document
 OPEN_CONTROL_ENDPOINTS = {"admin.health", "admin.ready", "admin.openapi_document",
                           "admin.readme"}
 SAMPLE_ARGUMENTS = {"IntegerConverter": 1001, "UUIDConverter": uuid.UUID(int=7),
-                    "UnicodeConverter": "vip", "PathConverter": "x", "IdConverter": "team/vip"}
+                    "UnicodeConverter": "vip", "PathConverter": "x", "IdConverter": "team/vip",
+                    "ProfileConverter": str(uuid.UUID(int=7))}
 
 
 def _sample_url(app, rule) -> str:
