@@ -7,6 +7,7 @@ Authentication, faults, the journal and contract checks wrap these handlers from
 from __future__ import annotations
 
 import functools
+import re
 from datetime import datetime
 
 from flask import Blueprint, current_app, g, request
@@ -14,7 +15,7 @@ from werkzeug.routing import BaseConverter
 
 from . import surface
 from .auth import READ_METHODS
-from .clock import iso, parse_iso
+from .clock import iso
 from .contract import load_document
 from .errors import (
     CUSTOMER_NOT_FOUND,
@@ -36,7 +37,15 @@ from .models import (
     check_list_bulk,
     event_attributes,
 )
-from .parsing import PARSED_BODY_KEY, flag, identifiers, json_object, only_fields, string_field
+from .parsing import (
+    PARSED_BODY_KEY,
+    flag,
+    identifiers,
+    json_object,
+    only_fields,
+    string_field,
+    text_fields,
+)
 
 
 class IdConverter(BaseConverter):
@@ -350,21 +359,49 @@ def seed_lists():
                        for custom_list in account.seed_lists()])
 
 
+# The event fields Blueshift's export describes as text, besides the identifiers.
+_EVENT_TEXT_FIELDS = ("device_type", "device_token", "device_idfa", "device_idfv",
+                      "device_manufacturer", "os_name", "network_carrier", "ip", "latitude",
+                      "longitude")
+# An RFC 3339 date-time, as the document's `format: date-time` has it: fromisoformat alone
+# also reads dates without a time, or times without an offset.
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                        r"(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
 def _event(body: dict) -> tuple[dict, dict, datetime | None]:
     """An event's fields, its identifiers and the moment its `timestamp` names (or None)."""
     name = string_field(body, "event", required=True)
     found = identifiers(body, IDENTIFIER_KINDS)
     string_field(body, "event_uuid")
+    text_fields(body, _EVENT_TEXT_FIELDS)
+    groups = body.get("subscription_groups", [])
+    if not isinstance(groups, list):
+        raise InvalidField("subscription_groups", "must be an array of objects")
+    for position, group in enumerate(groups):
+        where = f"subscription_groups[{position}]"
+        if not isinstance(group, dict):
+            raise InvalidField(where, "must be an object")
+        text_fields(group, ("id",), f"{where}.")
+        if not isinstance(group.get("subscribed", False), bool):
+            raise InvalidField(f"{where}.subscribed", "must be true or false")
     text = string_field(body, "timestamp")
-    try:
-        moment = None if text is None else parse_iso(text)
-    except ValueError as exc:
-        raise InvalidField("timestamp", f"is not an ISO 8601 date-time: {exc}") from exc
+    moment = None if text is None else _event_moment(text)
     if name == IDENTIFY_EVENT:
         for field in event_attributes(body):
             if field in RESERVED_FIELDS:
                 raise InvalidField(field, "is set by Blueshift and cannot be written")
     return body, found, moment
+
+
+def _event_moment(text: str) -> datetime:
+    if _DATE_TIME.fullmatch(text):
+        try:
+            # Not clock.parse_iso: an event may be older or newer than the clock's range.
+            return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        except ValueError:  # a month 13, a 25th hour, a leap second
+            pass
+    raise InvalidField("timestamp", "must be an RFC 3339 date-time, e.g. 2025-09-17T10:26:54Z")
 
 
 @bp.post("/api/v1/event")

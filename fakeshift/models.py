@@ -557,12 +557,15 @@ class Account:
         """Merge every active profile with customer_id `duplicate_id` into the oldest active
         profile with `survivor_id`, and return the merged ones, now gone. The survivor keeps
         its own identifiers and attributes and takes the duplicates' where it has none; their
-        list and group memberships and their events become its own."""
-        if duplicate_id == survivor_id:
-            raise InvalidField("bsft_new_customer_id", "must differ from customer_id")
+        list and group memberships and their events become its own. A customer merged into
+        itself is left as it is."""
         survivors = self.active_matches({"customer_id": survivor_id})
+        if not survivors:
+            raise NotFound(CUSTOMER_NOT_FOUND)
+        if duplicate_id == survivor_id:
+            return []
         duplicates = self.active_matches({"customer_id": duplicate_id})
-        if not survivors or not duplicates:
+        if not duplicates:
             raise NotFound(CUSTOMER_NOT_FOUND)
         survivor = survivors[0]
         absorbed = {profile.uuid for profile in duplicates}

@@ -128,6 +128,15 @@ def string_field(body: dict, name: str, required: bool = False) -> str | None:
     return value
 
 
+def text_fields(body: dict, names, where: str = "") -> None:
+    """Each of these fields, where present, is a string (blank allowed); `where` prefixes the
+    field's name in the error (`subscription_groups[0].`)."""
+    for name in names:
+        if name in body and not isinstance(body[name], str):
+            raise InvalidField(f"{where}{name}",
+                               f"must be a string, not {_type_name(body[name])}")
+
+
 def identifiers(body: dict, kinds) -> dict[str, str]:
     """The identifier fields present in the body (validated strings)."""
     found = {}

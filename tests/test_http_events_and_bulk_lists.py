@@ -96,6 +96,16 @@ def test_the_kept_profile_takes_over_lists_groups_and_events(api):
     assert [event["event"] for event in shown.json] == ["purchase"]
 
 
+def test_a_customer_merged_into_itself_is_left_as_it_is(api):
+    identify(api, customer_id="keep", email="kim@example.com")
+    before = everything(api)
+    response = api.post(MERGE, json={"customer_id": "keep", "bsft_new_customer_id": "keep"})
+    assert response.status_code == 200 and response.headers["X-Fakeshift-Merged"] == "0"
+    assert everything(api) == before
+    assert api.post(MERGE, json={"customer_id": "nobody",
+                                 "bsft_new_customer_id": "nobody"}).status_code == 404
+
+
 def test_a_merge_with_an_unknown_customer_is_404_and_changes_nothing(api):
     identify(api, customer_id="keep")
     before = everything(api)
@@ -109,7 +119,6 @@ def test_a_merge_with_an_unknown_customer_is_404_and_changes_nothing(api):
 @pytest.mark.parametrize("body, field", [
     ({"customer_id": "dup"}, "bsft_new_customer_id"),
     ({"bsft_new_customer_id": "keep"}, "customer_id"),
-    ({"customer_id": "keep", "bsft_new_customer_id": "keep"}, "bsft_new_customer_id"),
     ({"customer_id": 7, "bsft_new_customer_id": "keep"}, "customer_id"),
     ({"customer_id": "dup", "bsft_new_customer_id": "keep", "email": "x@example.com"}, "email"),
 ])
@@ -304,6 +313,15 @@ def test_events_show_up_in_show_events_newest_first(api):
     assert view["account_uuid"] == api.state()["uuid"]
 
 
+@pytest.mark.parametrize("timestamp, epoch", [
+    ("2025-09-17T10:26:54Z", 1758104814), ("2025-09-17t12:26:54.5+02:00", 1758104814),
+    ("1066-10-14T09:00:00z", -28502722800)])
+def test_an_events_timestamp_is_kept_as_sent_and_read_as_rfc_3339(api, timestamp, epoch):
+    send(api, event="view", timestamp=timestamp)
+    (event,) = recorded(api)
+    assert (event["timestamp"], event["timestamp_epoch"]) == (timestamp, epoch)
+
+
 def test_show_events_of_an_unknown_profile_is_404(api):
     response = api.get("/api/v1/customer_search/show_events",
                        query_string={"uuid": "51aceb79-2cbc-4e2b-a132-b02de69bba15"})
@@ -386,12 +404,26 @@ def test_the_events_of_a_purged_profile_go_with_it(api, client):
                    query_string={"uuid": kim["uuid"]}).status_code == 404
 
 
+RFC_3339 = "must be an RFC 3339 date-time, e.g. 2025-09-17T10:26:54Z"
+
+
 @pytest.mark.parametrize("path, body, field, message", [
     (EVENT, {"customer_id": "c-1"}, "event", "can't be blank"),
     (EVENT, {"event": 7}, "event", "must be a string, not a number"),
     (EVENT, {"event": "view", "email": ["a@example.com"]}, "email", "must be a string, not an array"),
-    (EVENT, {"event": "view", "timestamp": "yesterday"}, "timestamp",
-     "is not an ISO 8601 date-time: Invalid isoformat string: 'yesterday'"),
+    (EVENT, {"event": "view", "timestamp": "yesterday"}, "timestamp", RFC_3339),
+    (EVENT, {"event": "view", "timestamp": "2025-09-17"}, "timestamp", RFC_3339),
+    (EVENT, {"event": "view", "timestamp": "2025-09-17T10:26:54"}, "timestamp", RFC_3339),
+    (EVENT, {"event": "view", "timestamp": "2025-13-17T10:26:54Z"}, "timestamp", RFC_3339),
+    (EVENT, {"event": "view", "ip": 3232235777}, "ip", "must be a string, not a number"),
+    (EVENT, {"event": "view", "subscription_groups": {"id": "news"}}, "subscription_groups",
+     "must be an array of objects"),
+    (EVENT, {"event": "view", "subscription_groups": ["news"]}, "subscription_groups[0]",
+     "must be an object"),
+    (EVENT, {"event": "view", "subscription_groups": [{"id": 1}]}, "subscription_groups[0].id",
+     "must be a string, not a number"),
+    (EVENT, {"event": "view", "subscription_groups": [{"id": "news", "subscribed": "yes"}]},
+     "subscription_groups[0].subscribed", "must be true or false"),
     (EVENT, {"event": "identify", "customer_id": "c-1", "created_at": "2020-01-01T00:00:00Z"},
      "created_at", "is set by Blueshift and cannot be written"),
     (EVENT, [{"event": "view"}], "body", "must be a JSON object, not an array"),
