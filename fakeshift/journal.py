@@ -31,7 +31,7 @@ from .dashboard import PATH as DASHBOARD_PATH
 from .errors import InvalidField
 from .har import Redactor, har_document
 from .http import answer
-from .parsing import only_fields
+from .parsing import flag, only_fields
 from .patterns import PatternError, compile_glob, is_glob
 
 # Keys the Flask hooks and the fault and rate-limit modules leave in the WSGI environ.
@@ -311,9 +311,13 @@ def read_journal():
 
 @bp.get("/journal.har")
 def read_journal_har():
+    """The journal's filters, and `redact=false` to keep the people's identifiers unmasked."""
     emulator = current_app.extensions["fakeshift"]
-    _count, entries = emulator.journal.find(query_from_args(request.args))
-    return answer(har_document(entries, request.host_url, Redactor.for_config(emulator.config)))
+    filters = {name: value for name, value in request.args.items() if name != "redact"}
+    mask_people = flag(request.args.get("redact", "true"), "redact")
+    _count, entries = emulator.journal.find(query_from_args(filters))
+    redactor = Redactor.for_config(emulator.config, mask_people is not False)
+    return answer(har_document(entries, request.host_url, redactor))
 
 
 @bp.delete("/journal")

@@ -22,8 +22,8 @@ FETCH_TIMEOUT_SECONDS = 120
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "journal", help="save a running server's request journal as a HAR file",
-        description="Fetch GET /_fakeshift/journal.har (credentials redacted) from a running "
-                    "server and write it. The filters are the journal's.")
+        description="Fetch GET /_fakeshift/journal.har (credentials redacted, people masked) "
+                    "from a running server and write it. The filters are the journal's.")
     p.add_argument("--har", required=True, metavar="FILE", help="write HAR 1.2 here; - for stdout")
     p.add_argument("--url", "--base-url", dest="url",
                    default=os.environ.get("FAKESHIFT_BASE_URL", "http://127.0.0.1:8080"),
@@ -32,12 +32,17 @@ def add_parser(sub) -> None:
                    help="[FAKESHIFT_ADMIN_TOKEN] the server's admin token, if it has one")
     for name in JournalQuery._fields:
         p.add_argument(f"--{name}", help="a journal filter, as GET /_fakeshift/journal takes it")
+    p.add_argument("--no-redact", dest="redact", action="store_false",
+                   help="keep the people's identifiers (emails, customer_ids, cookies, "
+                        "device_ids) unmasked; credentials are redacted regardless")
     p.set_defaults(run=run_journal)
 
 
 def run_journal(args: argparse.Namespace) -> int:
     control = FakeshiftClient(args.url, args.admin_token, timeout=FETCH_TIMEOUT_SECONDS)
     filters = {name: getattr(args, name) for name in JournalQuery._fields}
+    if not args.redact:
+        filters["redact"] = "false"
     try:
         document = control.request("GET", "/journal.har", query=filters)
     except FakeshiftError as exc:

@@ -18,7 +18,6 @@ import string
 import threading
 import zlib
 from collections import deque
-from random import Random
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +34,7 @@ from .errors import (
     NotFound,
     TooLarge,
 )
+from .ids import new_uuid
 from .objects import StoredObjects
 
 IDENTIFIER_KINDS = ("customer_id", "email", "cookie", "device_id")
@@ -79,23 +79,6 @@ def match_key(kind: str, value: str) -> str:
         return value
     # For pure ASCII, lower() is the same fold and the faster one.
     return value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
-
-
-# The version (4) and variant (RFC 4122) bits of a random UUID, and the mask that makes room.
-_UUID4_MASK = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF
-_UUID4_BITS = 0x00000000_0000_4000_8000_000000000000
-# A generator of our own, seeded from the OS: the global one is reseeded by whatever shares the
-# process (hypothesis does it before every example, random.seed() in a user's test), and every
-# reseed would hand out the same uuids again ("... already exists" from an in-process emulator).
-_uuid_bits = Random().getrandbits
-
-
-def new_uuid() -> str:
-    """A random (version 4) UUID in its text form. Not for secrets: str(uuid.uuid4()) costs
-    four times as much (an os.urandom call and a UUID object), which is most of the time of
-    seeding a million profiles."""
-    text = "%032x" % (_uuid_bits(128) & _UUID4_MASK | _UUID4_BITS)
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def check_list_bulk(count: int, in_background: bool, verb: str) -> None:

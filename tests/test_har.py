@@ -151,7 +151,8 @@ def test_every_journal_entry_is_a_har_entry_with_what_the_client_sent_and_got(cl
     with pytest.raises(ClientDisconnected):
         api.get(SEARCH, headers={"X-Fakeshift-Fault": "drop"})
 
-    document = har(client)
+    # The people unmasked, to compare with what was sent (masking has a test of its own).
+    document = har(client, redact="false")
     assert document["log"]["creator"]["name"] == "fakeshift"
     entries = document["log"]["entries"]
     journaled = client.get("/_fakeshift/journal").json["entries"]
@@ -219,7 +220,7 @@ ADMIN_TOKEN = "admin-Tok3n-secret"
 API_KEY = "shop/key 9f2c"
 
 
-def test_credentials_never_appear_and_test_data_stays():
+def test_credentials_never_appear_even_with_the_people_unmasked():
     app = create_app({"admin_token": ADMIN_TOKEN, "api_keys": [f"{API_KEY}@shop"]})
     client = app.test_client()
     admin = {"X-Fakeshift-Admin-Token": ADMIN_TOKEN}
@@ -234,7 +235,8 @@ def test_credentials_never_appear_and_test_data_stays():
     # The key in a query string, where clients percent-encode it each their own way.
     client.get("/_fakeshift/violations", query_string={"account": API_KEY}, headers=admin)
 
-    response = client.get("/_fakeshift/journal.har", headers=admin)
+    response = client.get("/_fakeshift/journal.har", headers=admin,
+                          query_string={"redact": "false"})
     text = response.get_data(as_text=True)
     document = valid_har(json.loads(text))
     forms = [ADMIN_TOKEN, API_KEY, quote(API_KEY, safe=""), quote_plus(API_KEY),
@@ -254,6 +256,31 @@ def test_credentials_never_appear_and_test_data_stays():
     assert forget["_fakeshift"]["account"] == "shop"
     assert '"ann@example.com"' in forget["request"]["postData"]["text"]
     assert client.get("/_fakeshift/journal.har").status_code == 401
+
+
+def test_the_people_are_masked_by_default_and_keep_one_mask_each(client, api):
+    api.post("/api/v1/customers", json={"email": "Ana@example.com", "customer_id": "C-17",
+                                        "device_id": "dev-1", "cookie": "ck-1", "plan": "gold"})
+    api.get("/api/v1/customers?email=ana@example.com")
+    listed = api.post("/api/v1/custom_user_lists/create", json={"name": "vip"}).json
+    api.put(f"/api/v1/custom_user_lists/bulk_add_users_to_list/{listed['id']}",
+            json={"identifier_key": "email", "identifier_values": ["ANA@example.com"]})
+
+    text = json.dumps(har(client))
+    people = ["ana@example.com", "Ana@example.com", "ANA@example.com", "C-17", "dev-1", "ck-1"]
+    assert [person for person in people if person in text] == []
+    identify, search, _create, bulk = har(client)["log"]["entries"]
+    sent = json.loads(identify["request"]["postData"]["text"])
+    answered = json.loads(identify["response"]["content"]["text"])["customer"]
+    email_mask = sent["email"]
+    assert email_mask.startswith("masked-") and email_mask.endswith("@redacted.invalid")
+    # One person, one mask: in the request and the answer, in any ASCII case, in the query and
+    # in a list call's values; fields that name no one stay.
+    assert answered["email"] == email_mask and answered["customer_id"] == sent["customer_id"]
+    assert search["request"]["queryString"] == [{"name": "email", "value": email_mask}]
+    assert json.loads(bulk["request"]["postData"]["text"])["identifier_values"] == [email_mask]
+    assert sent["plan"] == "gold" and sent["customer_id"] != sent["device_id"]
+    assert har(client) == har(client)
 
 
 def test_in_open_mode_the_key_is_the_account_and_only_its_header_is_redacted(client, api):
@@ -343,9 +370,14 @@ def test_the_command_saves_the_har_of_a_running_server(start_server, tmp_path, c
                        "--account", "cli-b") == 0
     document = valid_har(json.loads(saved.read_text(encoding="utf-8")))
     [entry] = document["log"]["entries"]
-    assert entry["request"]["url"] == f"{server.url}{SEARCH}"
+    assert "someone@example.com" not in entry["request"]["url"]
     assert header(entry["request"]["headers"], "Authorization") == "[redacted]"
     assert capsys.readouterr().err == f"wrote {saved} (HAR 1.2, entries: 1)\n"
+    assert run_command("--har", str(saved), "--url", server.url, "--admin-token", ADMIN_TOKEN,
+                       "--account", "cli-b", "--no-redact") == 0
+    [entry] = json.loads(saved.read_text(encoding="utf-8"))["log"]["entries"]
+    assert entry["request"]["url"] == f"{server.url}{SEARCH}"
+    capsys.readouterr()
 
     assert run_command("--har", "-", "--url", server.url, "--admin-token", ADMIN_TOKEN) == 0
     assert len(valid_har(json.loads(capsys.readouterr().out))["log"]["entries"]) == 2
