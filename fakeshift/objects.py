@@ -7,9 +7,8 @@ store lock (every account is reached through `Store.open`).
 
 from __future__ import annotations
 
-import uuid as uuid_module
-
 from .errors import LimitReached, NotFound
+from .ids import new_uuid
 
 DEFAULT_MAX_OBJECTS = 10_000
 
@@ -28,7 +27,7 @@ class StoredObjects:
         if len(self) >= self.max_objects:
             raise LimitReached(f"Too many stored objects in this account: the limit is "
                                f"{self.max_objects}")
-        object_uuid = str(uuid_module.uuid4())
+        object_uuid = new_uuid()
         stored = {**fields, "uuid": object_uuid}
         self._by_kind.setdefault(kind, {})[object_uuid] = stored
         return dict(stored)
