@@ -9,8 +9,8 @@ import logging
 import os
 import sys
 
-from . import __version__, contract_check, journal_command, parity, persistence
-from .config import Config
+from . import __version__, appendlog, contract_check, journal_command, parity, persistence
+from .config import DURABILITY_MODES, Config
 from .drill import Drill, DrillError, HttpControl, format_summary, play, play_in_server
 from .scenario import Scenario, ScenarioError, parse_duration
 
@@ -53,6 +53,19 @@ def _at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is too small: at least 1")
     return value
+
+
+def _positive_duration(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is too short: more than 0 (e.g. 1s, 200ms)")
+    return seconds
+
+
+def _durability(text: str) -> str:
+    if text not in DURABILITY_MODES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(DURABILITY_MODES)}")
+    return text
 
 
 def _whole_seconds(text: str) -> float:
@@ -131,6 +144,15 @@ def _add_serve(sub) -> None:
     p.add_argument("--save-interval", type=_duration, default=_env("SAVE_INTERVAL", "30s"),
                    help="[FAKESHIFT_SAVE_INTERVAL] time between periodic saves of --state-file; "
                         "0: none, only the save on stop; default 30s")
+    p.add_argument("--durability", type=_durability, default=_env("DURABILITY", "snapshot"),
+                   help="[FAKESHIFT_DURABILITY] with --state-file: snapshot (a crash loses the "
+                        "changes since the last save) or aof (every change is also appended to "
+                        "<file>.aof.N before it is answered and replayed at start; a crash loses "
+                        "at most --fsync-interval); default snapshot")
+    p.add_argument("--fsync-interval", type=_positive_duration,
+                   default=_env("FSYNC_INTERVAL", "1s"),
+                   help="[FAKESHIFT_FSYNC_INTERVAL] with --durability aof: how often the log is "
+                        "fsynced; default 1s")
     p.add_argument("--access-log", type=_boolean, default=_env("ACCESS_LOG", "true"),
                    help="[FAKESHIFT_ACCESS_LOG] one log line per request; default true")
     p.add_argument("--log-probes", type=_boolean, nargs="?", const=True,
@@ -247,6 +269,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                   max_events_per_account=args.max_events_per_account,
                   max_profiles_total=args.max_profiles_total,
                   state_file=args.state_file, save_interval=args.save_interval,
+                  durability=args.durability, fsync_interval=args.fsync_interval,
                   log_probes=args.log_probes, connection_limit=args.connection_limit,
                   idle_timeout=args.idle_timeout, header_timeout=args.header_timeout,
                   strict_contract=args.strict_contract,
@@ -270,17 +293,26 @@ def _run_serve(args: argparse.Namespace) -> int:
         scenario = Scenario.from_file(config.scenario) if config.scenario else None
         # Likewise a state file that is locked, unwritable, corrupt or foreign: one line and
         # exit 2, never a traceback.
+        if config.durability == "aof" and not config.state_file:
+            raise ValueError("--durability aof needs --state-file (its log is kept beside it)")
         state_file = persistence.StateFile(config.state_file) if config.state_file else None
         state = state_file.read() if state_file else None
+        append_log = (appendlog.AppendLog(state_file.path, state, config.fsync_interval)
+                      if config.durability == "aof" else None)
+        if state_file is not None and append_log is None:
+            appendlog.check_snapshot_mode(state_file.path, state)
         drill = Drill.from_file(config.drill) if config.drill else None
         app = create_app(config, load_scenario=False)
+        if append_log is not None:
+            append_log.install(app)
     except (ScenarioError, ValueError) as exc:
         print(f"fakeshift: error: {exc}", file=sys.stderr)
         return 2
     log_writer = configure_logging()
     if drill is not None:
         play_in_server(app.extensions["fakeshift"], drill, config.drill_speed)
-    status = serve(app, scenario, log_writer, state_file=state_file, state=state)
+    status = serve(app, scenario, log_writer, state_file=state_file, state=state,
+                   append_log=append_log)
     log_writer.close()
     sys.stderr.flush()
     # Exit now: a normal interpreter exit would wait on a worker still running a request past

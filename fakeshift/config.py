@@ -8,6 +8,8 @@ from .models import MAX_PROFILES_TOTAL
 
 DEFAULT_DELETION_DELAY = 7200.0  # Blueshift: deletion "can take a couple of hours"
 DEFAULT_GROUP_DELETE_USERS = True
+# With a state file: periodic snapshots only, or also an append-only log (fakeshift/appendlog.py).
+DURABILITY_MODES = ("snapshot", "aof")
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Config:
     max_header_bytes: int = 64 << 10
     state_file: str | None = None  # see fakeshift/persistence.py
     save_interval: float = 30.0  # 0: no periodic saves, only the one on stop
+    durability: str = "snapshot"  # one of DURABILITY_MODES
+    fsync_interval: float = 1.0  # aof: the append log is fsynced this often (seconds, > 0)
     access_log: bool = True
     log_probes: bool = False  # health and readiness probes in the access log
     # Connections: past connection_limit waitress stops accepting until some close. A connection

@@ -351,8 +351,15 @@ class FaultRules:
         """The rule documents with their ids, enough for import_rules to rebuild the set."""
         return [{**rule.document, "id": rule.id} for rule in self._rules]
 
-    def import_rules(self, documents: list) -> None:
-        """Replace every rule (counters start again at zero); all or nothing."""
+    @property
+    def issued(self) -> int:
+        """The last number an id f1, f2, ... was given; saved with the rules, so that after a
+        restart (or a replay of the append log) the next rule gets the id it got before."""
+        return self._last_number
+
+    def import_rules(self, documents: list, issued: int = 0) -> None:
+        """Replace every rule (counters start again at zero); all or nothing. Ids are numbered
+        on from `issued`."""
         if len(documents) > self.max_rules:
             raise FaultSpecError(f"{len(documents)} fault rules: the limit is {self.max_rules}")
         rules = [compile_rule(parse_spec(document), f"faults[{position}]")
@@ -364,7 +371,7 @@ class FaultRules:
                     raise FaultSpecError(f"faults[{position}]: id {rule.id!r} is used twice")
                 taken.add(rule.id)
         with self._lock:
-            self._last_number = 0
+            self._last_number = issued
             for rule in rules:
                 self._assign_id(rule, taken)
                 taken.add(rule.id)

@@ -10,13 +10,18 @@ previous complete file or the new one, never a mixture.
 While a server runs it holds an exclusive lock on `<file>.lock`, so two servers never share one
 file.
 
-Not saved: the request journal and contract violations (diagnostics of the previous run),
-rate-limit buckets and fault-rule counters (they start again from zero), and the loaded scenario
-(the reset target comes from --scenario at start).
+The reset target is saved when it was loaded through the control plane (PUT /_fakeshift/scenario);
+otherwise --scenario is read again at start. Not saved: the request journal and contract
+violations (diagnostics of the previous run), rate-limit buckets and fault-rule counters (they
+start again from zero).
+
+With --durability aof (appendlog.py) each save is also a compaction of the append log: the
+snapshot names the log generation that follows it ("log_generation").
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import fcntl
@@ -36,8 +41,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from .clock import iso, parse_iso, utc_now
+from .appendlog import AppendLog, NextLog
 from .errors import BlueshiftError
 from .models import Profile
+from .scenario import Scenario, ScenarioError
 
 FORMAT = "fakeshift-state"
 VERSION = 1
@@ -94,10 +101,22 @@ def _account_state(twin, profile_fields: list[tuple]) -> dict:
     return twin.to_state()
 
 
-def snapshot(emulator) -> dict:
+def _reset_target(emulator) -> dict | None:
+    """The scenario reset returns to, when the control plane loaded it (--scenario is read
+    again at start): a reset replayed from the append log must go back to the same one."""
+    scenario = emulator.scenario
+    if scenario is None or scenario.source == emulator.config.scenario:
+        return None
+    return {"source": scenario.source, "document": scenario.document}
+
+
+def snapshot(emulator, log: AppendLog | None = None, upcoming: NextLog | None = None,
+             generation: int = 0) -> dict:
     """The whole saved state as plain data. The store lock is held only while the accounts,
-    settings and clock are copied (consistent with each other); the document is built from the
-    copies afterwards, so requests wait for the copy (~0.5 us a profile), not for the build."""
+    settings, clocks, fault rules and limits are copied (consistent with each other); the
+    document is built from the copies afterwards, so requests wait for the copy (~0.5 us a
+    profile), not for the build. With an append `log`, its records switch to `upcoming` at the
+    moment of the copy; the document names that generation (else `generation`)."""
     store = emulator.store
     # A copy allocates one tuple per profile: the garbage collector would run full collections
     # over the whole store meanwhile, inside the lock (four times the copy's own cost).
@@ -105,29 +124,41 @@ def snapshot(emulator) -> dict:
     gc.disable()
     try:
         with store.exclusive():
-            clock = emulator.clock.snapshot()
+            with log.time_held() if log is not None else contextlib.nullcontext():
+                clock = emulator.clock.snapshot()
             account_clocks = emulator.clock.account_clocks()
             settings = {name: getattr(store.settings, name) for name in _SAVED_SETTINGS}
             copies = []
             for name in store.account_names():
                 with store.open(name, create=False) as (account, _now):
                     copies.append(_copy_account(account))
+            # Under the lock too: a change made after the copy is replayed from the log on top
+            # of this snapshot, so it must not be in it already.
+            faults, fault_ids = emulator.faults.export_rules(), emulator.faults.issued
+            limits = emulator.rate_limits.describe()
+            reset_target = _reset_target(emulator)
+            if log is not None:
+                generation = log.switch(upcoming)
     finally:
         if collecting:
             gc.enable()
     frozen_at = clock["now"] if clock["frozen"] else None
-    limits = emulator.rate_limits.describe()
-    return {
+    document = {
         "format": FORMAT,
         "version": VERSION,
         "saved_at": iso(utc_now()),
+        "log_generation": generation,
         "clock": {"frozen_at": frozen_at, "offset_seconds": clock["offset_seconds"]},
         "account_clocks": account_clocks,
         "settings": settings,
         "accounts": [_account_state(twin, profiles) for twin, profiles in copies],
-        "faults": emulator.faults.export_rules(),
+        "faults": faults,
+        "fault_ids_issued": fault_ids,
         "rate_limits": {k: v for k, v in limits.items() if k not in _LIMITER_STATUS},
     }
+    if reset_target is not None:
+        document["scenario"] = reset_target
+    return document
 
 
 def write_atomically(path: str | os.PathLike, document: dict) -> None:
@@ -154,8 +185,21 @@ def write_atomically(path: str | os.PathLike, document: dict) -> None:
         os.close(directory_fd)
 
 
-def save(emulator, path: str | os.PathLike) -> None:
-    write_atomically(path, snapshot(emulator))
+def save(emulator, path: str | os.PathLike, log: AppendLog | None = None,
+         generation: int = 0) -> None:
+    """Write the state to `path`. With an append `log`, compact it too: its records go to a new
+    file from the moment the state is copied, and the older files go once the snapshot that
+    holds their changes is on disk (until then a restart replays them)."""
+    if log is None:
+        write_atomically(path, snapshot(emulator, generation=generation))
+        return
+    upcoming = log.prepare_next()
+    try:
+        document = snapshot(emulator, log, upcoming)
+    finally:
+        log.after_switch(upcoming)
+    write_atomically(path, document)
+    log.retire(document["log_generation"])
 
 
 def read(path: str | os.PathLike) -> dict | None:
@@ -199,8 +243,15 @@ def restore(emulator, document: dict, source: str) -> None:
                 clock.freeze(parse_iso(document["clock"]["frozen_at"]))
             # Absent from files saved before accounts had clocks of their own.
             clock.restore_account_clocks(document.get("account_clocks", {}))
-        emulator.faults.import_rules(document["faults"])
+        # Absent from files saved before they were saved.
+        emulator.faults.import_rules(document["faults"], document.get("fault_ids_issued", 0))
         emulator.rate_limits.configure(document["rate_limits"])
+        if "scenario" in document:
+            saved = document["scenario"]
+            emulator.scenario = Scenario.from_document(saved["document"], saved["source"])
+    except ScenarioError as exc:
+        raise StateFileError(f"{source}: the saved reset scenario cannot be loaded: "
+                             f"{exc}") from exc
     except BlueshiftError as exc:
         raise StateFileError(f"{source}: cannot restore the state: "
                              f"{exc.body.get('message', exc.body)}") from exc
@@ -263,10 +314,15 @@ class PeriodicSaver:
     A failed periodic save is logged and retried at the next tick: losing the disk for a while
     must not take the emulator down with it."""
 
-    def __init__(self, emulator, path: str | os.PathLike, interval: float):
+    def __init__(self, emulator, path: str | os.PathLike, interval: float,
+                 log: AppendLog | None = None, generation: int = 0):
         self.emulator = emulator
         self.path = path
         self.interval = interval
+        self.log = log
+        # Snapshot mode names the log generation it loaded, so that a later start with
+        # --durability aof knows where its log begins.
+        self.generation = generation
         self._stop = threading.Event()
         self._save_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="fakeshift-save", daemon=True)
@@ -285,7 +341,7 @@ class PeriodicSaver:
         # The periodic thread and the final save on stop must not write at the same time.
         with self._save_lock:
             try:
-                save(self.emulator, self.path)
+                save(self.emulator, self.path, self.log, self.generation)
             except (OSError, ValueError) as exc:
                 log.error("could not save the state to %s: %s", self.path, exc)
                 return False

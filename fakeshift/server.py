@@ -3,6 +3,7 @@ SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import json
@@ -25,7 +26,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import BadRequest, Error, find_double_newline
 
-from . import __version__, persistence
+from . import __version__, appendlog, persistence
 from .contract import VIOLATION_HEADER
 from .dashboard import TOKEN_PARAMETER
 from .journal import ACCOUNT_KEY, CLIENT_GONE_KEY, FAULT_KEY
@@ -539,6 +540,8 @@ def _summary(config, connection_limit: int) -> str:
         ("scenario", config.scenario or "-"),
         ("state_file", config.state_file or "-"),
         ("save_interval", f"{config.save_interval:g}s" if config.state_file else "-"),
+        ("durability", (f"aof,fsync={config.fsync_interval:g}s" if config.durability == "aof"
+                        else config.durability) if config.state_file else "-"),
         ("api_keys", len(config.api_keys) or "any"),
         ("admin_token", "on" if config.admin_token else "off"),
         ("strict_contract", "on" if config.strict_contract else "off"),
@@ -574,9 +577,11 @@ def exposure_warning(config, host: str) -> str | None:
 
 
 def serve(app, scenario: Scenario | None, log_writer: LogWriter, *,
-          state_file: persistence.StateFile | None = None, state: dict | None = None) -> int:
+          state_file: persistence.StateFile | None = None, state: dict | None = None,
+          append_log: appendlog.AppendLog | None = None) -> int:
     """Listen first (health answers at once), load the scenario (then the saved `state`, if
-    any), then report ready. With a state file, save it periodically and on stop.
+    any, then the changes in the `append_log`), then report ready. With a state file, save it
+    periodically and on stop.
 
     Returns the process exit status: 0 after Ctrl-C or SIGTERM, 1 if the final save failed, 2 if
     the server could not listen or loading failed."""
@@ -599,21 +604,39 @@ def serve(app, scenario: Scenario | None, log_writer: LogWriter, *,
                     "allows no more", config.connection_limit, connection_limit)
     failure: list[str] = []
     stopping = threading.Event()
-    saver = (persistence.PeriodicSaver(emulator, state_file.path, config.save_interval)
+    saver = (persistence.PeriodicSaver(emulator, state_file.path, config.save_interval,
+                                       append_log, appendlog.log_generation(state))
              if state_file is not None else None)
 
     def load():
         try:
             started = time.perf_counter()
-            emulator.load(scenario)
-            if state is not None:
-                persistence.restore(emulator, state, config.state_file)
+            replayed = 0
+            # With an append log nothing may read or change the state before it is whole:
+            # scenario, snapshot and replayed changes (the store lock is re-entrant).
+            whole = (emulator.store.exclusive() if append_log is not None
+                     else contextlib.nullcontext())
+            with whole:
+                emulator.load(scenario)
+                if state is not None:
+                    persistence.restore(emulator, state, config.state_file)
+                if append_log is not None:
+                    replayed = append_log.replay(app)
+                    # A log always follows a snapshot: a replay must start from the state the
+                    # first record was made on, scenario uuids and timestamps included.
+                    if append_log.needs_snapshot and not saver.save_now():
+                        raise persistence.StateFileError(
+                            f"{config.state_file}: cannot write the first snapshot, which the "
+                            f"append log follows")
+                    append_log.start()
             emulator.ready.set()
             took = time.perf_counter() - started
             where = scenario.source if scenario else "no scenario"
             restored = f", state restored from {config.state_file}" if state is not None else ""
+            if append_log is not None:
+                restored += f", {replayed} changes replayed from its append log"
             log.info("ready (%s loaded in %.2fs%s)", where, took, restored)
-        except (ScenarioError, persistence.StateFileError) as exc:
+        except (ScenarioError, persistence.StateFileError, appendlog.AppendLogError) as exc:
             failure.append(str(exc))
             stopping.set()
 
@@ -634,9 +657,14 @@ def serve(app, scenario: Scenario | None, log_writer: LogWriter, *,
     if failure:
         _error_line(failure[0])
         return 2
-    if saver is not None and not saver.stop():
+    saved = saver is None or saver.stop()
+    if append_log is not None:
+        append_log.close()
+    if not saved:
+        kept = ("is kept in its append log and replayed at the next start"
+                if append_log is not None else "is lost")
         _error_line(f"the final save of the state to {config.state_file} failed; the state "
-                    f"since the last successful save is lost")
+                    f"since the last successful save {kept}")
         return 1
     log.info("stopped")
     return 0

@@ -139,4 +139,5 @@ def test_the_banner_has_a_timestamp_the_version_and_the_configuration():
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} fakeshift listening on http://127\.0\.0\.1:\d+ "
         rf"\(version={re.escape(version('fakeshift'))} threads=3\+2 connection_limit=1000 "
         r"idle_timeout=10s header_timeout=10s scenario=- state_file=- save_interval=- "
+        r"durability=- "
         r"api_keys=any admin_token=off strict_contract=off access_log=off\)\n", banner), banner
