@@ -66,12 +66,21 @@ def _write_rich_state(server) -> None:
     _admin(server, "PUT", "/rate-limits", json={"rate": 1000, "burst": 1000})
     assert _blueshift(server, "globex", "POST", "/customers",
                       json={"customer_id": "y", "plan": "pro"}).status_code == 200
+    # Events (one of them moved to another profile by a merge) and an overwrite request.
+    assert _blueshift(server, "acme", "POST", "/bulkevents", json={"events": [
+        {"event": "purchase", "customer_id": "g8", "event_uuid": "e-1", "sku": "A"},
+        {"event": "page_view", "timestamp": "2025-09-17T10:26:54Z"}]}).status_code == 200
+    assert _blueshift(server, "acme", "POST", "/customers/merge",
+                      json={"customer_id": "g8", "bsft_new_customer_id": "g9"}).status_code == 200
+    assert _blueshift(server, "acme", "PUT", "/custom_user_lists/overwrite_list/5000",
+                      json={"s3_file_path": "s3://b/ids.csv"}).status_code == 200
 
 
 def _everything(server) -> dict:
     names = sorted(a["account"] for a in _admin(server, "GET", "/accounts")["accounts"])
     return {
         "accounts": {name: _admin(server, "GET", f"/accounts/{name}") for name in names},
+        "events": {name: _admin(server, "GET", f"/accounts/{name}/events") for name in names},
         "settings": _admin(server, "GET", "/settings"),
         "clock": _admin(server, "GET", "/clock"),
         "faults": _admin(server, "GET", "/faults"),
@@ -101,6 +110,9 @@ def test_a_rich_state_survives_sigterm_and_restart_field_by_field(start_server, 
         for old, new in zip(account["profiles"], restored["profiles"]):
             assert new == old
     assert before["accounts"]["acme"]["stats"]["pending_deletion"] == 51
+    assert after["events"] == before["events"] and len(after["events"]["acme"]["events"]) == 2
+    assert next(lst for lst in after["accounts"]["acme"]["lists"] if lst["id"] == 5000)[
+        "last_overwrite"]["s3_file_path"] == "s3://b/ids.csv"
     assert after["settings"] == before["settings"]
     assert after["faults"] == before["faults"] and len(str(after["faults"])) > 100
     assert after["rate_limits"] == before["rate_limits"] and after["rate_limits"]["enabled"]
@@ -109,13 +121,16 @@ def test_a_rich_state_survives_sigterm_and_restart_field_by_field(start_server, 
     assert after["clock"]["frozen"] is True
 
     # The restored state behaves, not just looks, the same: the remaining 10 duplicates are
-    # matched oldest first, and suppression still holds.
+    # matched oldest first, suppression still holds, and a recorded event_uuid counts once.
     delete = _blueshift(second, "acme", "POST",
                         "/customers/delete?delete_all_matching_customers=true",
                         json={"email": "dup@example.com"})
     assert delete.headers["X-Fakeshift-Scheduled"] == "10"
     suppressed = _blueshift(second, "acme", "POST", "/customers", json={"email": "never@example.com"})
     assert suppressed.headers.get("X-Fakeshift-Suppressed") == "true"
+    repeated = _blueshift(second, "acme", "POST", "/event",
+                          json={"event": "purchase", "customer_id": "g9", "event_uuid": "e-1"})
+    assert repeated.headers["X-Fakeshift-Recorded"] == "0"
 
 
 def test_pending_deletions_fall_due_after_a_restart(tmp_path):
@@ -381,7 +396,8 @@ def test_a_save_copies_under_the_store_lock_and_builds_the_document_outside_it(a
                  ("POST", "/api/v1/customers/forget", {"email": "new@example.com"}),
                  ("PUT", "/api/v1/custom_user_lists/add_user_to_list/1001",
                   {"identifier_key": "email", "identifier_value": "b@example.com"}),
-                 ("DELETE", f"/api/v1/customer_group/vip/user/{uuid_a}", None)]
+                 ("DELETE", f"/api/v1/customer_group/vip/user/{uuid_a}", None),
+                 ("POST", "/api/v1/event", {"event": "view", "email": "a@example.com"})]
         for method, path, body in calls:
             meanwhile.append(client.open(path, method=method, json=body,
                                          headers=basic("acme")).status_code)
@@ -396,6 +412,6 @@ def test_a_save_copies_under_the_store_lock_and_builds_the_document_outside_it(a
 
     monkeypatch.setattr(Profile, "to_state", building)
     document = persistence.snapshot(emulator)
-    assert meanwhile == [200] * 4, meanwhile
+    assert meanwhile == [200] * 5, meanwhile
     assert document["accounts"] == expected
     assert emulator.store.to_state() != expected  # the changes did happen, after the copy
