@@ -102,6 +102,7 @@ class CustomList:
                 "deleted_at": None, "import_method": "api", "version": "v2", "author": "API"}
         if with_members:
             body["user_uuids"] = [p.uuid for p in self.members]
+            body["last_overwrite"] = None  # the machine never overwrites a list
         return body
 
 
@@ -354,7 +355,9 @@ class Account:
             "stats": {"profiles": len(self.profiles), "active": len(self.profiles) - pending,
                       "pending_deletion": pending, "purged": len(self.purged),
                       "suppressed": len(self.suppressed), "lists": len(self.lists),
-                      "groups": len(self.groups)},
+                      "groups": len(self.groups),
+                      # The machine sends no events (test_http_events_and_bulk_lists.py does).
+                      "events": 0, "events_dropped": 0},
             "profiles": [p.view() for p in self.oldest_first(self.profiles)],
             "suppressed": list(self.suppressed),
             "lists": [lst.view(with_members=True) for lst in self.lists.values()],

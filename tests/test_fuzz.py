@@ -198,6 +198,14 @@ VALID_BODIES = {
     "/api/v1/customers": {"email": "new@example.com"},
     "/api/v1/customers/bulk": {"customers": [{"email": "new@example.com"}]},
     "/api/v1/custom_user_lists/create": {"name": "Fresh"},
+    "/api/v1/customers/merge": {"customer_id": "c-1", "bsft_new_customer_id": "c-1"},
+    f"/api/v1/custom_user_lists/bulk_add_users_to_list/{SEEDED_LIST}":
+        {"identifier_key": "email", "identifier_values": ["a@example.com"]},
+    f"/api/v1/custom_user_lists/bulk_remove_users_from_list/{SEEDED_LIST}":
+        {"identifier_key": "email", "identifier_values": ["a@example.com"]},
+    f"/api/v1/custom_user_lists/overwrite_list/{SEEDED_LIST}": {"s3_file_path": "s3://b/l.csv"},
+    "/api/v1/event": {"event": "view"},
+    "/api/v1/bulkevents": {"events": [{"event": "view"}]},
 }
 LIST_BODY = {"identifier_key": "email", "identifier_value": "a@example.com"}
 
