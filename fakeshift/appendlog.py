@@ -38,6 +38,7 @@ fault-rule counters, and what a --drill changes (it plays again from its start a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import io
@@ -49,7 +50,6 @@ import struct
 import sys
 import threading
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -135,10 +135,10 @@ class Record:
 
 def encode(record: Record) -> list[bytes]:
     """The frame of `record`, in parts for os.writev (the body is not copied)."""
+    # json.dumps with its default arguments: the encoder it caches (separators make a new one).
     header = json.dumps({"t": (record.moment - _EPOCH) // _MICROSECOND, "s": record.seed,
                          "m": record.method, "p": record.path, "q": record.query,
-                         "c": record.content_type, "a": record.account},
-                        separators=(",", ":")).encode("utf-8") + b"\n"
+                         "c": record.content_type, "a": record.account}).encode() + b"\n"
     crc = zlib.crc32(record.body, zlib.crc32(header))
     length = len(header) + len(record.body)
     return [_FRAME.pack(length, length ^ _ALL_BITS, crc), header, record.body]
@@ -242,7 +242,7 @@ class _HeldRealTime:
         moment = getattr(self._held, "moment", None)
         return self.real_now() if moment is None else moment
 
-    @contextmanager
+    @contextlib.contextmanager
     def held(self, moment: datetime):
         self._held.moment = moment
         try:
@@ -375,17 +375,23 @@ class AppendLog:
         try:
             written = os.writev(self._fd, parts)
         except OSError:
-            os.ftruncate(self._fd, self._size)
+            self._cut_back()
             raise
         if written != size:
             # Only a full disk writes part of a frame; leave no torn record in the middle.
-            os.ftruncate(self._fd, self._size)
+            self._cut_back()
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self._size += size
         self._appended += 1
         if self._failing:
             self._failing = False
             log.info("the append log %s takes records again", self._current_path())
+
+    def _cut_back(self) -> None:
+        """Remove what a failed write left of its frame. If even that fails, the next start
+        finds the damage and says so (a record cut short, with more after it)."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, self._size)
 
     def _refuse(self, exc: OSError):
         if not self._failing:
@@ -531,7 +537,7 @@ class AppendLog:
                 os.close(self._previous_fd)
                 self._previous_fd = None
 
-    @contextmanager
+    @contextlib.contextmanager
     def time_held(self):
         """Real time held still while the clock is copied into a snapshot: its offset from
         real time is then exact, as a replay on top of it needs (two reads of real time would

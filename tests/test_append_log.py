@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -416,3 +419,64 @@ def test_sigkill_soak_counts_lost_acknowledged_writes(start_server, tmp_path, mo
           f"{sum(o['acknowledged'] for o in outcomes)} acknowledged writes in 10 kills")
     if mode == "aof":
         assert all(o["lost"] <= o["in_last_interval"] for o in outcomes), outcomes
+
+
+_WRK_PLAN = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) sent = 0; failed = 0 end
+function request()
+  sent = sent + 1
+  return wrk.format("POST", "/api/v1/customers",
+    {["Authorization"] = "Basic bG9hZDo=", ["Content-Type"] = "application/json"},
+    '{"email":"w' .. sent .. '@example.com"}')
+end
+function response(status) if status ~= 200 then failed = failed + 1 end end
+function done(summary, latency)
+  io.write(string.format("WRK %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(99), threads[1]:get("failed")))
+end
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.long
+def test_throughput_cost_of_the_append_log(start_server, tmp_path):
+    """Identify calls under wrk (16 connections, one thread, an email of its own per call),
+    snapshot against aof, alternating, three rounds of 10 s; prints req/s and the server's CPU
+    time per request (what a busy shared machine disturbs least), the figures the README gives."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    plan = tmp_path / "identify.lua"
+    plan.write_text(_WRK_PLAN)
+    rates: dict[str, list[float]] = {"snapshot": [], "aof": []}
+    cpu_us: dict[str, list[float]] = {"snapshot": [], "aof": []}
+    for round_number in range(3):
+        for mode, flags in (("snapshot", []), ("aof", AOF[:4])):
+            state_file = tmp_path / f"{mode}{round_number}" / "state.json"
+            state_file.parent.mkdir()
+            server = start_server("--state-file", str(state_file), "--access-log", "false",
+                                  "--save-interval", "30s", *flags)
+            cpu_before = _cpu_seconds(server.process.pid)
+            done = subprocess.run([wrk, "-t1", "-c16", "-d10s", "-s", str(plan), server.url],
+                                  capture_output=True, text=True, timeout=60, check=True)
+            cpu = _cpu_seconds(server.process.pid) - cpu_before
+            figures = next(line for line in done.stdout.splitlines() if line.startswith("WRK "))
+            count, micros, _p99_us, failed = map(int, figures.split()[1:])
+            assert failed == 0, done.stdout
+            rates[mode].append(round(count / (micros / 1e6)))
+            cpu_us[mode].append(round(cpu / count * 1e6))
+            server.stop()
+    rate = {mode: statistics.median(values) for mode, values in rates.items()}
+    cpu = {mode: statistics.median(values) for mode, values in cpu_us.items()}
+    print(f"identify, medians of 3: snapshot {rate['snapshot']} req/s, {cpu['snapshot']} us "
+          f"CPU/request; aof {rate['aof']} req/s, {cpu['aof']} us CPU/request "
+          f"(+{(cpu['aof'] / cpu['snapshot'] - 1) * 100:.0f}% CPU); req/s {rates}; "
+          f"us CPU {cpu_us}")
+    assert cpu["aof"] < 2 * cpu["snapshot"]
