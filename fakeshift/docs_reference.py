@@ -27,6 +27,8 @@ _KINDS = {
     "_boolean": "`true` or `false`",
     "_at_least_one": "integer, at least 1",
     "_speed": "number above 0",
+    "_positive_duration": "duration above 0 (`1s`, `200ms`)",
+    "_durability": "`snapshot` or `aof`",
     "int": "integer",
     "float": "number",
 }
