@@ -935,6 +935,12 @@ class Store:
             self._accounts.clear()
             self._tally.count = 0
 
+    def accounts(self) -> list[Account]:
+        """Every account as it is, purging nothing: a save must not change what it saves. Use
+        them under exclusive()."""
+        with self._lock:
+            return list(self._accounts.values())
+
     def to_state(self) -> list[dict]:
         """Every account as plain data, copied under the lock so the snapshot is consistent."""
         with self._lock:

@@ -128,10 +128,7 @@ def snapshot(emulator, log: AppendLog | None = None, upcoming: NextLog | None = 
                 clock = emulator.clock.snapshot()
             account_clocks = emulator.clock.account_clocks()
             settings = {name: getattr(store.settings, name) for name in _SAVED_SETTINGS}
-            copies = []
-            for name in store.account_names():
-                with store.open(name, create=False) as (account, _now):
-                    copies.append(_copy_account(account))
+            copies = [_copy_account(account) for account in store.accounts()]
             # Under the lock too: a change made after the copy is replayed from the log on top
             # of this snapshot, so it must not be in it already.
             faults, fault_ids = emulator.faults.export_rules(), emulator.faults.issued
