@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 
 from fakeshift import create_app
 from fakeshift.cli import main
+from fakeshift.contract import load_document
 from fakeshift.contract_check import UsageError, run_contract
 
 from conftest import ROOT
@@ -31,7 +32,9 @@ def test_passes_against_fakeshift(live_server):
     run = contract("--base-url", live_server.url, "--api-key", "contract-pass",
                    "--examples", EXAMPLES, "--seed", "7")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "schema checks: 13 operations" in run.stdout
+    operations = sum(1 for item in load_document("blueshift")["paths"].values()
+                     for method in item if method in ("get", "post", "put", "patch", "delete"))
+    assert f"schema checks: {operations} operations" in run.stdout
     assert "semantic checks: 6 passed, 0 failed" in run.stdout
     assert run.stdout.rstrip().endswith("PASSED")
 
