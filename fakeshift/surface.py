@@ -151,6 +151,9 @@ def _document_answer(template) -> callable:
     body = json.dumps(template, separators=(",", ":"))
 
     def answer_from_document(**_view_args) -> Response:
+        # Nothing is kept, but a body that is not a JSON object is refused as Blueshift's
+        # parser refuses it, whether or not the operation documents one.
+        _body()
         return Response(body, mimetype="application/json")
 
     return answer_from_document
