@@ -11,10 +11,13 @@ requests rather than their effects keeps the log independent of the domain: a ne
 control call or domain rule is covered without a record type of its own.
 
 For that, a logged view runs whole under the store lock (requests that change state are one at
-a time, in the order they are logged), and its record is written to the file (os.writev: the
-kernel's buffer) before the view runs: a request is never acknowledged before its record is in
-the kernel, and a record that cannot be written refuses the request (503) with nothing changed.
-A thread of its own fdatasyncs the file every --fsync-interval, outside the store lock.
+a time), and its record is queued there, in that order. After the view, outside the lock, the
+request writes the queued records to the file (os.writev: the kernel's buffer), with those of
+other requests that are waiting (a group commit), and only then answers: no change is
+acknowledged before its record is in the kernel. A write that fails answers 503, and every
+later change is refused (503, nothing changed) until a snapshot holding the changes the log
+missed is on disk. A thread of its own fdatasyncs the file every --fsync-interval, outside the
+store lock.
 
 Files: `<state>.aof.<generation>`, each starting with FILE_HEADER and then frames: the payload's
 length, its bitwise complement (so a damaged length is told from a record cut short) and the
@@ -50,11 +53,10 @@ import struct
 import sys
 import threading
 import zlib
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from random import Random
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
@@ -121,8 +123,7 @@ def check_snapshot_mode(state_path: Path, document: dict | None) -> None:
         path.unlink()
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     moment: datetime  # the real time the request ran at
     seed: int
     method: str
@@ -154,7 +155,8 @@ def _decode(payload: bytes) -> Record | None:
         return None
     if (not newline or not isinstance(fields, dict)
             or any(type(fields.get(name)) is not kind for name, kind in _RECORD_FIELDS.items())
-            or not isinstance(fields.get("a"), (str, type(None)))):
+            or not isinstance(fields.get("a"), (str, type(None)))
+            or not 0 <= fields["s"] < 1 << 64):
         return None
     try:
         moment = _EPOCH + fields["t"] * _MICROSECOND
@@ -242,13 +244,9 @@ class _HeldRealTime:
         moment = getattr(self._held, "moment", None)
         return self.real_now() if moment is None else moment
 
-    @contextlib.contextmanager
-    def held(self, moment: datetime):
+    def hold(self, moment: datetime | None) -> None:
+        """Hold this thread's real time at `moment` (None: let it run)."""
         self._held.moment = moment
-        try:
-            yield
-        finally:
-            self._held.moment = None
 
 
 class NextLog:
@@ -280,6 +278,8 @@ def _fsync_directory(directory: Path) -> None:
 
 
 _datasync = getattr(os, "fdatasync", os.fsync)
+# Buffers one os.writev takes (Linux's IOV_MAX is 1024).
+_IOV_MAX = 1024
 
 
 class AppendLog:
@@ -313,16 +313,27 @@ class AppendLog:
             self._replay = [logs[number] for number in following]
             self.generation = following[-1] if following else self.base
         self._fd: int | None = None
-        self._size = 0  # of the current file; the store lock guards it
         self._previous_fd: int | None = None  # the file before the last switch, until closed
         self._live = False
         self._views: dict = {}
         self._store = None
         self._time: _HeldRealTime | None = None
         self._seeds = Random().getrandbits
-        self._appended = 0  # records written; the store lock guards it
+        # Records queued (in the order their changes were made, under the store lock) and not
+        # yet written; each has a ticket, its place in that order.
+        self._pending: list[list[bytes]] = []
+        self._queued = 0  # the last ticket handed out
+        self._pending_lock = threading.Lock()
+        # Held while queued records are written; guards what follows. Taken after the store
+        # lock (switch), never the other way round.
+        self._write_lock = threading.Lock()
+        self._written = 0  # every ticket up to this one is in the file
+        self._size = 0  # of the current file
+        self._appended = 0  # records written, for the fsync thread
+        # Set when a write failed: the log then misses changes that were made, so every later
+        # change is refused until a snapshot holding them is on disk (retire).
+        self._broken: OSError | None = None
         self._synced = 0
-        self._failing = False
         # Held while a file descriptor is fsynced or closed, never by a request.
         self._io_lock = threading.Lock()
         self._stop = threading.Event()
@@ -352,6 +363,8 @@ class AppendLog:
                 return view(**view_args)
             if not self._live:
                 return answer(RESTORING, 503, {"Retry-After": "1"})
+            if self._broken is not None:
+                return self._refused(self._broken, made=False)
             body = req.get_data(cache=True)
             api_key = g.get("api_key")
             environ = req.environ
@@ -360,47 +373,77 @@ class AppendLog:
                                 environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""),
                                 environ.get("CONTENT_TYPE", ""),
                                 api_key.account if api_key is not None else None, body)
+                with self._pending_lock:
+                    self._pending.append(encode(record))
+                    self._queued += 1
+                    ticket = self._queued
+                # try/finally rather than a context manager: this runs on every change.
+                self._time.hold(record.moment)
                 try:
-                    self._append(encode(record))
-                except OSError as exc:
-                    return self._refuse(exc)
-                with self._time.held(record.moment):
                     ids.seed(record.seed)
-                    return view(**view_args)
+                    response = view(**view_args)
+                finally:
+                    self._time.hold(None)
+            # Written outside the store lock (a write lets other threads run, which would then
+            # only queue up behind the lock), and before the answer leaves.
+            try:
+                self._flush(ticket)
+            except OSError as exc:
+                return self._refused(exc, made=True)
+            return response
         return logged
 
-    def _append(self, parts: list[bytes]) -> None:
-        """Write one frame (store lock held), or raise OSError with the file as it was."""
-        size = sum(map(len, parts))
+    def _flush(self, ticket: int) -> None:
+        """Return once the record with `ticket` is in the file (written by this thread along
+        with every record queued before it, or by another thread that got there first)."""
+        with self._write_lock:
+            if self._written >= ticket:
+                return
+            if self._broken is not None:
+                raise self._broken
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+                last = self._queued
+            try:
+                self._write(batch)
+            except OSError as exc:
+                if self._broken is None:
+                    log.error("cannot write the append log %s: %s; changes are refused (503) "
+                              "until the next save succeeds", self._current_path(),
+                              exc.strerror or exc)
+                self._broken = exc
+                raise
+            self._written = last
+
+    def _write(self, batch: list[list[bytes]]) -> None:
+        """Write the frames of `batch` at the end of the current file, all or none of them
+        (write lock held)."""
+        buffers = [part for frame in batch for part in frame]
+        start = self._size
         try:
-            written = os.writev(self._fd, parts)
+            for offset in range(0, len(buffers), _IOV_MAX):
+                chunk = buffers[offset:offset + _IOV_MAX]
+                size = sum(map(len, chunk))
+                if os.writev(self._fd, chunk) != size:
+                    # Only a full disk writes part of it.
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                self._size += size
         except OSError:
-            self._cut_back()
+            # No record cut short may stay before the ones written next. If even this fails,
+            # the next start finds the damage and says so.
+            self._size = start
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
             raise
-        if written != size:
-            # Only a full disk writes part of a frame; leave no torn record in the middle.
-            self._cut_back()
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self._size += size
-        self._appended += 1
-        if self._failing:
-            self._failing = False
-            log.info("the append log %s takes records again", self._current_path())
+        self._appended += len(batch)
 
-    def _cut_back(self) -> None:
-        """Remove what a failed write left of its frame. If even that fails, the next start
-        finds the damage and says so (a record cut short, with more after it)."""
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, self._size)
-
-    def _refuse(self, exc: OSError):
-        if not self._failing:
-            self._failing = True
-            log.error("cannot write the append log %s: %s; changes are refused (503) until it "
-                      "can be written", self._current_path(), exc.strerror or exc)
-        return answer({"message": f"Service Unavailable - the change could not be logged "
-                                  f"({exc.strerror or exc}); nothing was changed. Try again "
-                                  f"later."}, 503, {"Retry-After": "1"})
+    @staticmethod
+    def _refused(exc: OSError, made: bool):
+        what = ("the change was made but could not be logged, so a restart may lose it"
+                if made else "nothing was changed")
+        return answer({"message": f"Service Unavailable - the append log cannot be written "
+                                  f"({exc.strerror or exc}): {what}. Try again later."}, 503,
+                      {"Retry-After": "1"})
 
     def _current_path(self) -> Path:
         return log_path(self.state_path, self.generation)
@@ -465,16 +508,17 @@ class AppendLog:
             if record.account is not None:
                 g.api_key = ApiKey(record.account, "write", record.account)
             view = self._views[req.url_rule.endpoint]
-            with self._time.held(record.moment):
-                ids.seed(record.seed)
-                try:
-                    view(**req.view_args)
-                except (BlueshiftError, HTTPException):
-                    pass  # refused then as now: refusals change nothing
-                except Exception:
-                    log.exception("append log: replaying %s %s failed", record.method,
-                                  record.path)
-                    return False
+            self._time.hold(record.moment)
+            ids.seed(record.seed)
+            try:
+                view(**req.view_args)
+            except (BlueshiftError, HTTPException):
+                pass  # refused then as now: refusals change nothing
+            except Exception:
+                log.exception("append log: replaying %s %s failed", record.method, record.path)
+                return False
+            finally:
+                self._time.hold(None)
         return True
 
     def start(self) -> None:
@@ -517,13 +561,26 @@ class AppendLog:
     def switch(self, upcoming: NextLog) -> int:
         """Under the store lock, with the state being copied: records go to `upcoming` from now
         on. Returns its generation, the one the snapshot names."""
-        previous = self._fd
-        # Before any record of the new file can reach the disk: a torn record can then only
-        # be the last one of the last file.
-        _datasync(previous)
-        self._previous_fd = previous
-        self._fd, self._size, self.generation = (upcoming.fd, len(FILE_HEADER),
-                                                 upcoming.generation)
+        with self._write_lock:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+                last = self._queued
+            # The changes queued so far are in the copy: their records go to the old file, or
+            # nowhere once it misses some (the snapshot then holds them all).
+            if batch and self._broken is None:
+                try:
+                    self._write(batch)
+                except OSError as exc:
+                    self._broken = exc
+            if self._broken is None:
+                self._written = last
+            previous = self._fd
+            # Before any record of the new file can reach the disk: a torn record can then
+            # only be the last one of the last file.
+            _datasync(previous)
+            self._previous_fd = previous
+            self._fd, self._size, self.generation = (upcoming.fd, len(FILE_HEADER),
+                                                     upcoming.generation)
         return upcoming.generation
 
     def after_switch(self, upcoming: NextLog) -> None:
@@ -542,14 +599,21 @@ class AppendLog:
         """Real time held still while the clock is copied into a snapshot: its offset from
         real time is then exact, as a replay on top of it needs (two reads of real time would
         differ by microseconds)."""
-        with self._time.held(self._time.real_now()):
+        self._time.hold(self._time.real_now())
+        try:
             yield
+        finally:
+            self._time.hold(None)
 
     def retire(self, generation: int) -> None:
-        """The snapshot naming `generation` is on disk: the older files are not needed."""
+        """The snapshot naming `generation` is on disk: the older files are not needed, and
+        changes the log missed are in it, so changes are taken again."""
         for number, path in existing_logs(self.state_path).items():
             if number < generation:
                 path.unlink(missing_ok=True)
+        if self._broken is not None:
+            self._broken = None
+            log.info("the append log %s takes changes again", self._current_path())
 
     def close(self) -> None:
         """At exit: stop the fsync thread, fsync what is left and close the file."""
@@ -557,6 +621,10 @@ class AppendLog:
         self._live = False
         if self._thread.is_alive():
             self._thread.join(2 * self.fsync_interval + 1)
+        if self._fd is not None:
+            # Records of changes that were refused after they began (their views raised).
+            with contextlib.suppress(OSError):
+                self._flush(self._queued)
         self.sync()
         with self._io_lock:
             if self._fd is not None:

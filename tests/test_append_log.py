@@ -264,23 +264,29 @@ def test_snapshot_mode_refuses_a_log_it_would_drop_and_removes_empty_ones(tmp_pa
     assert not log_path(state_path, 1).exists()
 
 
-def test_a_change_that_cannot_be_logged_is_refused_and_not_made(tmp_path, caplog):
+def test_a_log_that_cannot_be_written_refuses_changes_until_a_save_holds_them(tmp_path,
+                                                                              caplog):
     state_path = tmp_path / "state.json"
     app, log, _ = _start(state_path)
     client = app.test_client()
     read_only = os.open(log_path(state_path, 1), os.O_RDONLY)
     writable, log._fd = log._fd, read_only  # as a disk that refuses writes would
-    try:
-        refused = client.post("/api/v1/customers", headers=basic("acme"),
-                              json={"email": "a@example.com"})
-    finally:
-        log._fd = writable
-        os.close(read_only)
-    assert refused.status_code == 503 and "nothing was changed" in refused.json["message"]
-    assert refused.headers["Retry-After"] == "1"
-    assert _emails(app) == [] and "cannot write the append log" in caplog.text
-    _ok(client.post("/api/v1/customers", headers=basic("acme"), json={"email": "b@example.com"}))
-    assert _emails(app) == ["b@example.com"]
+    first = client.post("/api/v1/customers", headers=basic("acme"), json={"email": "a@x.com"})
+    second = client.post("/api/v1/customers", headers=basic("acme"), json={"email": "b@x.com"})
+    log._fd = writable
+    os.close(read_only)
+    assert first.status_code == 503 and "made but could not be logged" in first.json["message"]
+    assert second.status_code == 503 and "nothing was changed" in second.json["message"]
+    assert second.headers["Retry-After"] == "1" and "cannot write the append log" in caplog.text
+    assert _emails(app) == ["a@x.com"]  # made, in memory, and in no file yet
+    assert client.post("/api/v1/customers", headers=basic("acme"),
+                       json={"email": "c@x.com"}).status_code == 503
+
+    persistence.save(app.extensions["fakeshift"], state_path, log)  # the next periodic save
+    _ok(client.post("/api/v1/customers", headers=basic("acme"), json={"email": "d@x.com"}))
+    log.close()
+    restarted, log, replayed = _start(state_path)
+    assert replayed == 1 and _emails(restarted) == ["a@x.com", "d@x.com"]
     log.close()
 
 
