@@ -71,6 +71,9 @@ log = logging.getLogger("fakeshift")
 FILE_HEADER = b"fakeshift-aof 1\n"
 _FRAME = struct.Struct("<III")  # payload length, its complement, CRC-32 of the payload
 _ALL_BITS = 0xFFFFFFFF
+# A body that, with its record's header, would not fit a frame's 32-bit length; only a server
+# started with --admin-max-body-bytes of 4g or more receives one.
+_LARGEST_BODY = _ALL_BITS - (1 << 16)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 _RECORD_FIELDS = {"t": int, "s": int, "m": str, "p": str, "q": str, "c": str}
@@ -366,6 +369,9 @@ class AppendLog:
             if self._broken is not None:
                 return self._refused(self._broken, made=False)
             body = req.get_data(cache=True)
+            if len(body) > _LARGEST_BODY:
+                return answer({"message": f"Request body too large: the append log takes "
+                                          f"bodies of at most {_LARGEST_BODY} bytes"}, 413)
             api_key = g.get("api_key")
             environ = req.environ
             with self._store.exclusive():

@@ -95,12 +95,13 @@ def _changes(client) -> None:
 
 
 def _clock(client, path: str) -> tuple:
-    """A frozen clock's moment; a running one's offset from real time (which the clock reads
-    twice for its answer: microseconds apart)."""
+    """A frozen clock's moment; a running one's offset from real time in whole seconds (the
+    clock reads real time twice for its answer, which a busy machine may set milliseconds
+    apart; the offsets set here are whole hours)."""
     clock = _ok(client.get(path))
     if clock["frozen"]:
         return True, clock["now"]
-    return False, round(clock["offset_seconds"], 3), clock.get("offset_from_server_seconds")
+    return False, round(clock["offset_seconds"]), clock.get("offset_from_server_seconds")
 
 
 def _state(client) -> dict:
