@@ -472,7 +472,11 @@ class AppendLog:
                     raise AppendLogError(f"{path}: damaged append log at byte "
                                          f"{log_file.valid_length}: a record cut short, and "
                                          f"{self._replay[position + 1].name} after it")
-                if log_file.torn:
+                if log_file.valid_length < len(FILE_HEADER):
+                    # Created but not yet headed (a crash while the previous save made it):
+                    # records appended now must follow a header.
+                    self._cut(path, 0)
+                elif log_file.torn:
                     log.warning("%s: ignored a torn last record (%d bytes from byte %d): a "
                                 "crash cut it short", path, log_file.torn,
                                 log_file.valid_length)
@@ -490,7 +494,6 @@ class AppendLog:
     @staticmethod
     def _cut(path: Path, length: int) -> None:
         if length < len(FILE_HEADER):
-            # Not even its header: make it a whole empty log.
             with open(path, "wb") as handle:
                 handle.write(FILE_HEADER)
             return

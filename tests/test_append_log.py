@@ -218,6 +218,22 @@ def test_a_torn_last_record_is_ignored_and_cut_off(tmp_path, tear, caplog):
         {"email": email} for email in [*expected, "c@example.com"]]
 
 
+@pytest.mark.parametrize("left", [b"", FILE_HEADER[:5]])
+def test_a_log_a_crash_left_without_its_header_gets_one(tmp_path, left):
+    """A save creates the next log before it switches to it: a crash in between may leave it
+    empty, or with part of its header; it becomes the current log."""
+    state_path = _logged_and_crashed(tmp_path, ["a@example.com"])
+    log_path(state_path, 2).write_bytes(left)
+    app, log, replayed = _start(state_path)
+    _ok(app.test_client().post("/api/v1/customers", headers=basic("acme"),
+                               json={"email": "b@example.com"}))
+    log.close()
+    assert replayed == 1 and log_path(state_path, 2).read_bytes().startswith(FILE_HEADER)
+    restarted, log, replayed = _start(state_path)
+    assert replayed == 2 and _emails(restarted) == ["a@example.com", "b@example.com"]
+    log.close()
+
+
 def test_damage_before_the_last_record_stops_the_start(tmp_path):
     state_path = _logged_and_crashed(tmp_path, ["a@example.com", "b@example.com"])
     last = log_path(state_path, 1)
