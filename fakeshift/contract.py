@@ -29,7 +29,7 @@ from importlib import resources
 import jsonschema_rs
 import yaml
 from flask import Flask, g, request
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from werkzeug.exceptions import MethodNotAllowed
 
 from .clock import VirtualClock, iso
@@ -117,16 +117,45 @@ def _object_schema(parameters: list[dict]) -> dict:
     }
 
 
+def _formats(node) -> set[str]:
+    """The names of the formats a schema (refs inlined) uses."""
+    if isinstance(node, dict):
+        found = {node["format"]} if isinstance(node.get("format"), str) else set()
+        return found.union(*(_formats(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_formats(item) for item in node))
+    return set()
+
+
+@lru_cache(maxsize=None)
+def _conforms(name: str):
+    """Whether a value is of format `name`, as jsonschema-rs reads it (values that are not
+    strings, and formats it does not know, always are)."""
+    return jsonschema_rs.validator_for({"format": name}, validate_formats=True).is_valid
+
+
+def _format_checker(schema: dict) -> FormatChecker:
+    """The formats of `schema` for jsonschema, judged by jsonschema-rs: the explanation never
+    disagrees with the verdict (and jsonschema's own date-time needs a package we do not
+    depend on)."""
+    checker = FormatChecker(formats=())
+    for name in _formats(schema):
+        checker.checks(name)(_conforms(name))
+    return checker
+
+
 class SchemaCheck:
     """One compiled schema: a fast verdict, and the explanation when it says no."""
 
     __slots__ = ("is_valid", "explain")
 
     def __init__(self, schema: dict):
-        # Formats are annotations in both, as 2020-12 has it (the only one, uuid in a path, is
-        # already enforced by Flask's converter).
-        self.is_valid = jsonschema_rs.Draft202012Validator(schema, validate_formats=False).is_valid
-        self.explain = Draft202012Validator(schema).iter_errors
+        # Formats are assertions: 2020-12 makes them annotations by default, but the document
+        # uses them as rules (a campaign's `startdate` is a date-time, a tag context's
+        # `resource_uuid` a uuid), and a client that sends "" or "tomorrow" there breaks it.
+        self.is_valid = jsonschema_rs.Draft202012Validator(schema, validate_formats=True).is_valid
+        self.explain = Draft202012Validator(
+            schema, format_checker=_format_checker(schema)).iter_errors
 
 
 class Operation:
@@ -148,8 +177,8 @@ class Operation:
         in_path = [p for p in parameters if p["in"] == "path"]
         in_query = [p for p in parameters if p["in"] == "query"]
         self.path_names = [p["name"] for p in in_path]
-        self.path_types = {p["name"]: p.get("schema", {}).get("type") for p in in_path}
-        self.query_types = {p["name"]: p.get("schema", {}).get("type") for p in in_query}
+        self.path_types = {p["name"]: p.get("schema", {}) for p in in_path}
+        self.query_types = {p["name"]: p.get("schema", {}) for p in in_query}
         self.path_validator = SchemaCheck(_object_schema(in_path)) if in_path else None
         # Always compiled: an operation without query parameters still refuses unknown ones.
         self.query_validator = SchemaCheck(_object_schema(in_query))
@@ -216,29 +245,44 @@ class Contract:
         try:
             # What the handler will read: a body it accepts is the same value for json.loads.
             body = strict_json(raw_body)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError) as strict_error:
             try:
                 body = json.loads(raw_body)
             except (ValueError, RecursionError) as exc:
                 return [*problems, Problem("body", "json", f"is not valid JSON: {exc}")]
+            # JSON only a lenient reader takes (a duplicate key, NaN, 1e999, UTF-16): no handler
+            # accepts it, and an operation answered from the document must refuse it too. The
+            # value json.loads made of it is still checked, so the other problems are named.
+            reason = strict_error or type(strict_error).__name__
+            problems.append(Problem("body", "json", f"is not valid JSON: {reason}"))
         else:
             if environ is not None:
                 environ[PARSED_BODY_KEY] = body
         return problems + _schema_problems(operation.body_validator, body, "body")
 
 
-def _typed_query(args, types: dict) -> dict:
-    """Query text as the spec's types: the emulator reads booleans as true/false in any case."""
+def _typed_query(args, schemas: dict) -> dict:
+    """Query text as the spec's types: the emulator reads booleans as true/false in any case.
+    An array parameter (`asset_type[]=html&asset_type[]=subject`, form style, exploded) is
+    every value given for it."""
     typed = {}
-    for name, text in args.items():
-        kind = types.get(name)
-        if kind == "boolean" and text.lower() in ("true", "false"):
-            typed[name] = text.lower() == "true"
-        elif kind == "integer" and re.fullmatch(r"-?\d+", text):
-            typed[name] = int(text)
+    for name in args:
+        schema = schemas.get(name, {})
+        if schema.get("type") == "array" and hasattr(args, "getlist"):
+            item = schema.get("items", {})
+            typed[name] = [_typed(text, item) for text in args.getlist(name)]
         else:
-            typed[name] = text
+            typed[name] = _typed(args[name], schema)
     return typed
+
+
+def _typed(text: str, schema: dict):
+    kind = schema.get("type")
+    if kind == "boolean" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if kind == "integer" and re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return text
 
 
 def _schema_problems(check: SchemaCheck, instance, root: str) -> list[Problem]:
@@ -252,7 +296,9 @@ def _schema_problems(check: SchemaCheck, instance, root: str) -> list[Problem]:
     problems = []
     for error in check.explain(instance):
         problems.extend(_describe(error, root))
-    return problems
+    # jsonschema reports each missing required field as an error of its own, and each of
+    # those names every missing field: say each once.
+    return list(dict.fromkeys(problems))
 
 
 # How much of a client's field name or value a violation shows. A mistake may be a megabyte
@@ -329,6 +375,8 @@ def _counted(error) -> str | None:
         return f"must be one of: {', '.join(map(str, limit))}; not {_shown(instance)}"
     if rule == "const":
         return f"must be {_shown(limit)}, not {_shown(instance)}"
+    if rule == "format":
+        return f"must be a valid {limit}, not {_shown(instance)}"
     return None
 
 

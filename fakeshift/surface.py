@@ -13,6 +13,11 @@ limits, faults, the journal and the contract check apply to it exactly as to the
 
 No handler here checks its request, so the contract check refuses one that breaks the document
 (see `contract.refuses`).
+
+Routes follow OpenAPI's matching: a concrete path wins over a template that would match it too
+(`POST /email_templates/test_send.json` is not a template called "test_send", and `GET` there
+is a 405 whose `Allow` is the concrete path's methods only), and a path parameter whose schema
+is an `enum` matches nothing else (`/campaigns/{campaign_type}` is not `/campaigns/x.json`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import re
 
 from flask import Response, request
+from werkzeug.routing import BaseConverter
 
 from .http import answer
 from .parsing import PARSED_BODY_KEY, json_object
@@ -159,14 +165,76 @@ def _document_answer(template) -> callable:
     return answer_from_document
 
 
-def _flask_rule(path: str) -> str:
-    return _PARAMETER.sub(lambda match: f"<{match.group(1)}>", path)
+class SegmentConverter(BaseConverter):
+    """`<segment("test_send.json"):name>`: a path parameter (one segment, or part of one) that
+    matches any text except where the rest of its segment, from the parameter on, is one of
+    the arguments: those are concrete paths of the document, which OpenAPI matches first."""
+
+    def __init__(self, url_map, *taken: str):
+        super().__init__(url_map)
+        if taken:
+            self.regex = f"(?!(?:{'|'.join(re.escape(text) for text in taken)})\\Z)[^/]+"
+
+
+def _segments(path: str) -> list[str]:
+    return path.strip("/").split("/")
+
+
+def _taken(path: str, paths) -> dict[str, list[str]]:
+    """For each parameter of `path`, the rests of its segment that are another path's: the
+    document's paths that are this one with a fixed segment where it has the parameter."""
+    taken: dict[str, list[str]] = {}
+    mine = _segments(path)
+    for other in paths:
+        theirs = _segments(other)
+        if len(theirs) != len(mine):
+            continue
+        differ = [position for position, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+        if len(differ) != 1:
+            continue
+        segment, fixed = mine[differ[0]], theirs[differ[0]]
+        names = _PARAMETER.findall(segment)
+        if len(names) != 1 or "{" in fixed:
+            continue
+        prefix, suffix = segment.split("{" + names[0] + "}")
+        if (fixed.startswith(prefix) and fixed.endswith(suffix)
+                and len(fixed) > len(prefix) + len(suffix)):
+            taken.setdefault(names[0], []).append(fixed[len(prefix):])
+    return taken
+
+
+def _quoted(text) -> str:
+    return json.dumps(str(text))
+
+
+def _flask_rule(path: str, schemas: dict[str, dict], taken: dict[str, list[str]]) -> str:
+    """The Flask rule of a document path: `enum` parameters through werkzeug's `any`, the
+    others through `segment`, which leaves out the concrete paths beside the template."""
+    def converter(match) -> str:
+        name = match.group(1)
+        choices = schemas.get(name, {}).get("enum")
+        if choices:
+            return f"<any({', '.join(map(_quoted, choices))}):{name}>"
+        if name in taken:
+            return f"<segment({', '.join(map(_quoted, taken[name]))}):{name}>"
+        return f"<{name}>"
+
+    return _PARAMETER.sub(converter, path)
+
+
+def _path_schemas(item: dict, operation: dict, document: dict) -> dict[str, dict]:
+    parameters = [_inline(p, document)
+                  for p in (*item.get("parameters", ()), *operation.get("parameters", ()))]
+    return {p["name"]: p.get("schema", {}) for p in parameters if p.get("in") == "path"}
 
 
 def register(blueprint, document: dict, caller_account) -> list[str]:
     """Add a route for every `x-fakeshift` operation; return their operation ids."""
+    blueprint.record_once(
+        lambda state: state.app.url_map.converters.setdefault("segment", SegmentConverter))
     added = []
     for path, item in document["paths"].items():
+        taken = _taken(path, document["paths"])
         for method in _METHODS:
             operation = item.get(method)
             if operation is None or EXTENSION not in operation:
@@ -177,7 +245,8 @@ def register(blueprint, document: dict, caller_account) -> list[str]:
                 view = StoredOperation(spec, template, _PARAMETER.findall(path), caller_account)
             else:
                 view = _document_answer(template)
-            blueprint.add_url_rule(_flask_rule(path), endpoint=operation["operationId"],
+            rule = _flask_rule(path, _path_schemas(item, operation, document), taken)
+            blueprint.add_url_rule(rule, endpoint=operation["operationId"],
                                    view_func=view, methods=[method.upper()])
             added.append(operation["operationId"])
     return added

@@ -203,3 +203,62 @@ def test_stored_objects_survive_a_state_round_trip():
     created = account.objects.create("catalog", {"name": "Winter"})
     restored = Account.from_state(account.to_state(), Settings())
     assert restored.objects.get("catalog", created["uuid"]) == created
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    # A concrete path is not a template's value: its methods only (HEAD and OPTIONS are none).
+    ("OPTIONS", "/api/v1/email_templates/test_send.json", "POST"),
+    ("GET", "/api/v1/email_templates/test_send.json", "POST"),
+    ("PUT", "/api/v1/sms_templates/test_send.json", "POST"),
+    ("PUT", "/api/v1/push_templates/test_push.json", "POST"),
+    # An enum path parameter takes its values only: x.json is a campaign uuid, bulk_archive an
+    # action, neither a campaign type.
+    ("POST", f"/api/v1/campaigns/{UNKNOWN_UUID}.json", "GET, HEAD"),
+    ("POST", "/api/v1/campaigns/bulk_archive", "PUT"),
+])
+def test_a_wrong_method_is_405_allowing_exactly_the_methods_of_its_path(api, method, path,
+                                                                        allow):
+    response = api.call(method, path)
+    assert (response.status_code, response.headers["Allow"]) == (405, allow)
+
+
+def test_a_template_still_takes_every_other_value(api):
+    assert api.get("/api/v1/email_templates/test_sendx.json").status_code == 404
+    assert api.get("/api/v1/subscription_groups/index_lite").status_code == 200
+    assert api.get(f"/api/v1/subscription_groups/{UNKNOWN_UUID}").status_code == 200
+    created = api.post("/api/v1/campaigns/event_triggered",
+                       json={"name": "Spring sale", "startdate": "2026-03-15T12:00:00Z"})
+    assert created.status_code == 200
+
+
+@pytest.mark.parametrize("method, path, body, location, message", [
+    # Formats are rules of the document.
+    ("GET", "/api/v1/tag_contexts/list?resource_uuid=", None, "query.resource_uuid",
+     "must be a valid uuid, not '' (rule: format)"),
+    ("POST", "/api/v1/campaigns/one_time", {"name": "n", "startdate": "tomorrow"},
+     "body.startdate", "must be a valid date-time, not 'tomorrow' (rule: format)"),
+    # Every value of an array parameter is checked.
+    ("GET", "/api/v1/shared_assets.json?asset_type[]=html&asset_type[]=htm", None,
+     "query.asset_type[][1]",
+     "must be one of: html, rich_text, visual_editor, subject; not 'htm' (rule: enum)"),
+    # JSON that only a lenient reader takes.
+    ("PUT", "/api/v1/campaigns/bulk_archive", b'{"uuid": ["a"], "uuid": ["b"]}', "body",
+     "is not valid JSON: duplicate key 'uuid' (rule: json)"),
+])
+def test_what_breaks_the_document_is_named_once_in_the_400(api, method, path, body, location,
+                                                          message):
+    data = body if isinstance(body, bytes) else None if body is None else json.dumps(body)
+    response = api.call(method, path, data=data, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json["errors"][location] == [message]
+
+
+def test_each_missing_field_is_named_once(api):
+    response = api.post("/api/v1/campaigns/one_time", json={})
+    assert response.json == {"errors": {"body.name": ["is required (rule: required)"],
+                                        "body.startdate": ["is required (rule: required)"]}}
+
+
+def test_an_array_parameter_with_valid_values_is_accepted(api):
+    response = api.get("/api/v1/shared_assets.json?asset_type[]=html&asset_type[]=subject")
+    assert response.status_code == 200 and "X-Fakeshift-Violation" not in response.headers
