@@ -468,10 +468,11 @@ class AppendLog:
                 for record in log_file.records():
                     failed += not self._run(app, record)
                     replayed += 1
-                if log_file.torn and position < len(self._replay) - 1:
+                later = [later for later in self._replay[position + 1:] if holds_changes(later)]
+                if log_file.torn and later:
                     raise AppendLogError(f"{path}: damaged append log at byte "
                                          f"{log_file.valid_length}: a record cut short, and "
-                                         f"{self._replay[position + 1].name} after it")
+                                         f"{later[0].name} holds changes after it")
                 if log_file.valid_length < len(FILE_HEADER):
                     # Created but not yet headed (a crash while the previous save made it):
                     # records appended now must follow a header.

@@ -248,6 +248,19 @@ def test_damage_before_the_last_record_stops_the_start(tmp_path):
         log.replay(app)
 
 
+def test_a_torn_record_with_changes_in_a_later_log_stops_the_start(tmp_path):
+    state_path = _logged_and_crashed(tmp_path, ["a@example.com", "b@example.com"])
+    whole = log_path(state_path, 1).read_bytes()
+    log_path(state_path, 2).write_bytes(whole)
+    log_path(state_path, 1).write_bytes(whole[:-5])
+    app = create_app({}, load_scenario=False)
+    log = AppendLog(state_path, persistence.read(state_path), FSYNC_INTERVAL)
+    log.install(app)
+    with pytest.raises(AppendLogError, match=r"a record cut short, and state\.json\.aof\.2 "
+                                             r"holds changes after it"):
+        log.replay(app)
+
+
 def test_a_foreign_file_a_missing_generation_and_orphan_changes_are_refused(tmp_path):
     state_path = _logged_and_crashed(tmp_path, ["a@example.com"])
     document = persistence.read(state_path)
