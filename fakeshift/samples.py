@@ -49,7 +49,6 @@ def sample(schema: dict, depth: int = 0):
     return value
 
 
-
 def _given_values(schema: dict) -> list:
     given = [schema[keyword] for keyword in ("const", "example", "default") if keyword in schema]
     return given + list(schema.get("examples") or ())[:1] + list(schema.get("enum") or ())[:1]

@@ -12,7 +12,7 @@ limits, faults, the journal and the contract check apply to it exactly as to the
   a list shows them.
 
 No handler here checks its request, so the contract check refuses one that breaks the document
-(see `contract.refuses`).
+(`contract.Operation.refuses_violations`).
 
 Routes follow OpenAPI's matching: a concrete path wins over a template that would match it too
 (`POST /email_templates/test_send.json` is not a template called "test_send", and `GET` there
