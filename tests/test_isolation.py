@@ -20,7 +20,7 @@ OPEN_CONTROL_ENDPOINTS = {"admin.health", "admin.ready", "admin.openapi_document
                           "admin.readme"}
 SAMPLE_ARGUMENTS = {"IntegerConverter": 1001, "UUIDConverter": uuid.UUID(int=7),
                     "UnicodeConverter": "vip", "PathConverter": "x", "IdConverter": "team/vip",
-                    "ProfileConverter": str(uuid.UUID(int=7))}
+                    "ProfileConverter": str(uuid.UUID(int=7)), "SegmentConverter": "sample-id"}
 
 
 def _sample_url(app, rule) -> str:
