@@ -21,6 +21,7 @@ class Run:
     statuses: dict[str, int] = field(default_factory=dict)
     wraps: int = 0
     socket_errors: int = 0
+    extra: dict = field(default_factory=dict)  # what the server said after the run
 
     @property
     def rate(self) -> float:

@@ -1,8 +1,10 @@
 """The servers under test, each a process of its own on a free loopback port, and the tools the
-harness needs (wrk from Debian, Prism from npm), installed on first use."""
+harness needs (wrk and, for WireMock, Java from Debian; Prism, WireMock's standalone jar and
+Mockoon's CLI from npm), installed on first use."""
 
 from __future__ import annotations
 
+import glob
 import http.client
 import json
 import os
@@ -22,7 +24,17 @@ OUT = BENCH / "out"
 # folder of its own, so a smoke test beside a full run never shares a file with it.
 work_dir = OUT / "full"
 NODE_PREFIX = BENCH / ".node"
-PRISM_PACKAGE = "@stoplight/prism-cli@5"
+# What the harness installs with npm into NODE_PREFIX (git-ignored), and what it then runs:
+# a path under NODE_PREFIX, a glob for the one file the package ships.
+NODE_TOOLS = {
+    "prism": ("@stoplight/prism-cli@5", "node_modules/.bin/prism"),
+    # The npm package `wiremock` ships WireMock's standalone jar; the harness runs it with java.
+    "wiremock": ("wiremock@3", "node_modules/wiremock/build/wiremock-standalone-*.jar"),
+    "mockoon": ("@mockoon/cli@9", "node_modules/.bin/mockoon-cli"),
+}
+PRISM_PACKAGE = NODE_TOOLS["prism"][0]
+JAVA_PACKAGE = "default-jre-headless"  # Debian 12: OpenJDK 17
+JAVA_MINIMUM = 11  # WireMock 3's
 
 
 class HarnessError(RuntimeError):
@@ -58,25 +70,84 @@ def ensure_wrk() -> str:
     return found
 
 
+def _installed(tool: str) -> Path | None:
+    found = sorted(glob.glob(str(NODE_PREFIX / NODE_TOOLS[tool][1])))
+    return Path(found[-1]) if found else None
+
+
+def ensure_node_tools(tools) -> dict[str, tuple[Path | None, str]]:
+    """Each tool's file (installed into bench/.node on first use, every missing one in one npm
+    call), or None and why not."""
+    missing = [tool for tool in tools if _installed(tool) is None]
+    failure = ""
+    if missing:
+        npm = shutil.which("npm")
+        if npm is None:
+            _apt_install("npm")
+            npm = shutil.which("npm")
+        if npm is None:
+            failure = "npm is not installed (install Node.js and npm)"
+        else:
+            packages = [NODE_TOOLS[tool][0] for tool in missing]
+            print(f"bench: installing {' '.join(packages)} into {NODE_PREFIX}", file=sys.stderr,
+                  flush=True)
+            NODE_PREFIX.mkdir(exist_ok=True)
+            # --prefer-offline: what npm has in its cache is not asked for again.
+            done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefer-offline",
+                                   "--prefix", str(NODE_PREFIX), *packages],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  timeout=600, check=False)
+            if done.returncode != 0:
+                failure = f"npm could not install {' '.join(packages)}: " \
+                          f"{done.stderr.strip()[-300:]}"
+    found = {}
+    for tool in tools:
+        path = _installed(tool)
+        found[tool] = (path, "") if path is not None else (
+            None, f"{failure or 'npm installed ' + NODE_TOOLS[tool][0] + ' without its file'}"
+                  f", so it was skipped")
+    return found
+
+
+def node_tool_version(tool: str) -> str:
+    """The installed package's version, from its package.json."""
+    name = NODE_TOOLS[tool][0].rsplit("@", 1)[0]
+    try:
+        return json.loads((NODE_PREFIX / "node_modules" / name / "package.json").read_text())[
+            "version"]
+    except (OSError, ValueError, KeyError):
+        return "unknown"
+
+
 def ensure_prism() -> tuple[Path | None, str]:
     """Prism's executable (installed into bench/.node on first use), or None and why not."""
-    prism = NODE_PREFIX / "node_modules" / ".bin" / "prism"
-    if prism.exists():
-        return prism, ""
-    npm = shutil.which("npm")
-    if npm is None:
-        _apt_install("npm")
-        npm = shutil.which("npm")
-    if npm is None:
-        return None, "npm is not installed, so Prism was skipped (install Node.js and npm)"
-    print(f"bench: installing {PRISM_PACKAGE} into {NODE_PREFIX}", file=sys.stderr, flush=True)
-    NODE_PREFIX.mkdir(exist_ok=True)
-    done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(NODE_PREFIX),
-                           PRISM_PACKAGE], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, timeout=600, check=False)
-    if done.returncode != 0 or not prism.exists():
-        return None, f"npm could not install {PRISM_PACKAGE}: {done.stderr.strip()[-300:]}"
-    return prism, ""
+    return ensure_node_tools(["prism"])["prism"]
+
+
+def java_major(java: str) -> int | None:
+    text = tool_version([java, "-version"])
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    # Java 8 and older call themselves 1.N.
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def ensure_java() -> tuple[str | None, str]:
+    """A java that runs WireMock 3 (installed with apt-get when missing), or None and why not."""
+    java = shutil.which("java")
+    if java is None:
+        _apt_install(JAVA_PACKAGE)
+        java = shutil.which("java")
+    if java is None:
+        return None, f"java is not installed (apt-get install {JAVA_PACKAGE}), so WireMock " \
+                     "was skipped"
+    major = java_major(java)
+    if major is None or major < JAVA_MINIMUM:
+        return None, f"{java} is Java {major}; WireMock 3 needs {JAVA_MINIMUM} or newer, so " \
+                     "it was skipped"
+    return java, ""
 
 
 def tool_version(command: list[str]) -> str:
@@ -125,7 +196,7 @@ class Server:
     """A server process whose output goes to a log file under bench/out/."""
 
     def __init__(self, name: str, command: list[str], port: int | None, ready_path: str,
-                 ready_status: tuple[int, ...] = (200,)):
+                 ready_status: tuple[int, ...] = (200,), env: dict | None = None):
         """`port=None`: the server picks one and prints its URL as http://127.0.0.1:PORT."""
         self.name = name
         self.port = port
@@ -136,7 +207,8 @@ class Server:
         self._log = open(self.log_path, "wb")
         self.started = time.perf_counter()
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        cwd=ROOT, start_new_session=True)
+                                        cwd=ROOT, start_new_session=True,
+                                        env=None if env is None else {**os.environ, **env})
 
     def wait_ready(self, timeout: float = 60.0, poll: float = 0.005) -> float:
         """Seconds from process start to the first ready answer."""
@@ -180,7 +252,7 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            # The whole session: Prism's node runs under a wrapper script.
+            # The whole session: Prism's node runs under a wrapper script, and so may others.
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(10)
@@ -209,6 +281,28 @@ def start_prism(prism: Path, spec: Path) -> Server:
     command = [str(prism), "mock", str(spec), "--host", "127.0.0.1", "--port", str(port)]
     # Any HTTP answer means Prism is up: it answers unknown paths with a 404 problem document.
     return Server("prism", command, port, "/", ready_status=tuple(range(200, 600)))
+
+
+def start_wiremock(java: str, jar: Path, root: Path) -> Server:
+    """WireMock standalone as it ships (its request journal on, no limit on its entries),
+    serving the mappings under `root`."""
+    port = free_port()
+    command = [java, "-jar", str(jar), "--port", str(port), "--bind-address", "127.0.0.1",
+               "--root-dir", str(root), "--disable-banner"]
+    return Server("wiremock", command, port, "/__admin/health")
+
+
+def start_mockoon(cli: Path, environment: Path, port: int) -> Server:
+    """Mockoon's CLI as it ships (every transaction logged to stdout and to its log file),
+    serving `environment`. Its log file goes under HOME/.mockoon-cli: HOME is pointed at the
+    run's scratch folder so that it lands there."""
+    home = work_dir / "mockoon-home"
+    home.mkdir(parents=True, exist_ok=True)
+    command = [str(cli), "start", "--data", str(environment), "--port", str(port),
+               "--hostname", "127.0.0.1", "--repair"]
+    # Any HTTP answer means it is up: Mockoon answers a path it has no route for with a 404.
+    return Server("mockoon", command, port, "/", ready_status=tuple(range(200, 600)),
+                  env={"HOME": str(home)})
 
 
 def start_plugin_server() -> Server:

@@ -1,8 +1,10 @@
-"""The benchmark harness: starts every server itself on loopback, drives each with wrk in the same
-run, and writes a table of figures, ratios and targets.
+"""The benchmark harness: starts every server itself on loopback (fakeshift, a bare Flask
+handler, and the peers Prism, WireMock standalone and Mockoon CLI, which it installs with npm
+into bench/.node), drives each with wrk in the same run, costs each layer of a request
+(bench/layers.py), and writes a table of figures, ratios and targets (bench/report.py).
 
-    python -m bench            # the full run (about ten minutes); writes bench/results.md
-    python -m bench --smoke    # seconds, small sizes; checks the harness, not the speed
+    python -m bench            # the full run (about a quarter of an hour); bench/results.md
+    python -m bench --smoke    # about a minute, small sizes; checks the harness, not the speed
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,9 +28,27 @@ from fakeshift.models import DELETE_ALL_CAP
 
 from . import processes, report
 from .load import Run, run_wrk
-from .processes import (BENCH, OUT, ROOT, Client, HarnessError, Server, ensure_prism,
-                        ensure_wrk, start_bare, start_fakeshift, start_plugin_server,
-                        start_prism, tool_version)
+from .processes import (
+    BENCH,
+    OUT,
+    ROOT,
+    Client,
+    HarnessError,
+    Server,
+    ensure_java,
+    ensure_node_tools,
+    ensure_wrk,
+    free_port,
+    node_tool_version,
+    start_bare,
+    start_fakeshift,
+    start_mockoon,
+    start_plugin_server,
+    start_prism,
+    start_wiremock,
+    tool_version,
+)
+from .stubs import write_mockoon_environment, write_wiremock_root
 from .workloads import OPERATIONS, authorization, plan, seed_fragment, write_plan
 
 # Requests a second a plan is sized for: above what fakeshift reaches here, so its plans never
@@ -34,6 +56,8 @@ from .workloads import OPERATIONS, authorization, plan, seed_fragment, write_pla
 PLAN_RATE = 4000
 DELETE_ALL_DUPLICATES = 120
 CONNECTIONS = 16
+WARMUP_AGREE = 0.1  # warm-up ends when a run is no more than 10% faster than the best before
+WARMUP_LIMIT = 8  # or after this many runs
 
 
 @dataclass
@@ -46,15 +70,21 @@ class Settings:
     scale_reps: int
     startup_reps: int
     reset_reps: int  # also the number of fresh accounts timed
-    alone_on_every_server: bool  # single-operation workloads on bare Flask and Prism too
+    alone_on_every_server: bool  # single-operation workloads on the bare handler and peers too
+    warmup_seconds: int  # one discarded run per server before the first workload
+    layer_rounds: int  # the per-layer costs (bench/layers.py): rounds, each a figure
+    layer_pairs: int  # pairs of batches (whole app, variant) per variant per round
 
 
 FULL = Settings(seconds=5, reps=3, sizes=(1_000, 100_000, 1_000_000), latency_requests=450,
                 latency_seconds=2, scale_reps=5, startup_reps=5, reset_reps=50,
-                alone_on_every_server=True)
+                alone_on_every_server=True, warmup_seconds=3, layer_rounds=16,
+                layer_pairs=20)
 SMOKE = Settings(seconds=1, reps=1, sizes=(1_000, 5_000), latency_requests=100,
-                 latency_seconds=1, scale_reps=1, startup_reps=2, reset_reps=5,
-                 alone_on_every_server=False)
+                 latency_seconds=1, scale_reps=1, startup_reps=1, reset_reps=5,
+                 alone_on_every_server=False, warmup_seconds=0, layer_rounds=2,
+                 layer_pairs=2)
+SECTIONS = ("throughput", "layers", "scale", "startup")
 
 
 def progress(message: str) -> None:
@@ -79,58 +109,152 @@ def prism_prefix(spec: Path) -> str:
     raise HarnessError(f"{spec} has no forget path; cannot aim Prism")
 
 
+@dataclass
+class Target:
+    """A server under test and how a run drives it."""
+    server: Server
+    emulator: bool = False  # a fakeshift: each run seeds an account of its own first
+    strip_prefix: str = ""  # Prism routes on the document's paths
+    checked: bool = False  # its answers must be 2xx (a plan or stub of ours is broken if not)
+    after_run: Callable[[Server], dict] | None = None
+
+
+def _wiremock_after_run(server: Server) -> dict:
+    """The entries WireMock's journal holds after a run (it is on: every request is one), then
+    empties it, so that no run pays for the ones before (fakeshift's journal is bounded)."""
+    client = Client(server.port)
+    try:
+        listing, _took = client.expect("GET", "/__admin/requests?limit=1")
+        client.expect("DELETE", "/__admin/requests")
+    finally:
+        client.close()
+    if listing.get("requestJournalDisabled"):
+        raise HarnessError("WireMock's request journal is off; it must run as it ships")
+    return {"journal_entries": listing["meta"]["total"]}
+
+
+def start_targets(targets: dict[str, Target], prism_spec: Path | None, require_peers: bool,
+                  results: dict) -> dict[str, str]:
+    """Into `targets`, fakeshift (twice), the bare handler and every peer that can be
+    installed, all started before any is waited for (the caller stops them, whatever
+    happens); returns, per peer left out, why."""
+    notes: dict[str, str] = {}
+    machine = results["machine"]
+    targets[report.EMULATOR] = Target(start_fakeshift("fakeshift"), emulator=True, checked=True)
+    targets[report.ACCESS_LOG_OFF] = Target(
+        start_fakeshift("fakeshift-no-access-log", "--access-log", "false"), emulator=True,
+        checked=True)
+    targets[report.BARE] = Target(start_bare(), checked=True)
+    tools = ensure_node_tools(["prism", "wiremock", "mockoon"])
+    if prism_spec is None:
+        notes[report.PRISM] = "openapi/blueshift.yaml is missing, so Prism was skipped"
+    elif tools["prism"][0] is None:
+        notes[report.PRISM] = tools["prism"][1]
+    else:
+        machine["prism"] = node_tool_version("prism")
+        targets[report.PRISM] = Target(start_prism(tools["prism"][0], prism_spec),
+                                       strip_prefix=prism_prefix(prism_spec))
+    jar, why = tools["wiremock"]
+    java, java_why = ensure_java() if jar is not None else (None, "")
+    if jar is None or java is None:
+        notes[report.WIREMOCK] = why or java_why
+    else:
+        machine["wiremock"] = node_tool_version("wiremock")
+        machine["java"] = tool_version([java, "-version"])
+        root = write_wiremock_root(processes.work_dir / "wiremock")
+        targets[report.WIREMOCK] = Target(start_wiremock(java, jar, root), checked=True,
+                                          after_run=_wiremock_after_run)
+    cli, why = tools["mockoon"]
+    if cli is None:
+        notes[report.MOCKOON] = why
+    else:
+        machine["mockoon"] = node_tool_version("mockoon")
+        port = free_port()
+        environment = write_mockoon_environment(processes.work_dir / "mockoon.json", port)
+        targets[report.MOCKOON] = Target(start_mockoon(cli, environment, port), checked=True)
+    if require_peers and notes:
+        raise HarnessError("--require-peers: " + "; ".join(f"{name}: {note}"
+                                                           for name, note in notes.items()))
+    return notes
+
+
 def throughput(settings: Settings, wrk: str, prism_spec: Path | None, chosen: list[str],
-               results: dict) -> None:
+               results: dict, require_peers: bool = False) -> None:
     workloads = [("mixed", OPERATIONS)] + [(operation, (operation,)) for operation in OPERATIONS]
     workloads = [(name, operations) for name, operations in workloads if name in chosen]
-    servers: dict[str, Server] = {}
-    prism_note = ""
+    targets: dict[str, Target] = {}
     try:
-        servers["fakeshift"] = start_fakeshift("fakeshift")
-        servers["fakeshift, --access-log false"] = start_fakeshift("fakeshift-no-access-log",
-                                                                   "--access-log", "false")
-        servers["bare Flask/waitress"] = start_bare()
-        prefix = ""
-        if prism_spec is not None:
-            prism, prism_note = ensure_prism()
-            if prism is not None:
-                results["machine"]["prism"] = tool_version([str(prism), "--version"])
-                prefix = prism_prefix(prism_spec)
-                servers["Prism"] = start_prism(prism, prism_spec)
-        for server in servers.values():
-            server.wait_ready()
-        rows = []
-        for name, operations in workloads:
-            targets = list(servers)
+        results["peer_notes"] = start_targets(targets, prism_spec, require_peers, results)
+        for name, target in targets.items():
+            # A JVM or node on a busy 2-core machine may take a while.
+            target.server.wait_ready(timeout=60 if target.emulator else 180)
+        rows: dict[str, dict] = {}
+        warmed: set[str] = set()
+        # The mixed workload, which the targets name, last: by then a JIT has long compiled
+        # what the stubs run (WireMock's JVM keeps getting faster for minutes on a busy
+        # machine), whatever its warm-up missed.
+        for name, operations in sorted(workloads, key=lambda workload: workload[0] == "mixed"):
+            names = list(targets)
             if name != "mixed":
-                targets.remove("fakeshift, --access-log false")
+                names.remove(report.ACCESS_LOG_OFF)
                 if not settings.alone_on_every_server:
-                    targets = ["fakeshift"]
+                    names = [report.EMULATOR]
             requests, counts = plan(operations, settings.seconds * PLAN_RATE)
-            plan_file = write_plan(requests, processes.work_dir / f"plan-{name}.txt")
-            prism_plan = write_plan(requests, processes.work_dir / f"plan-{name}-prism.txt", prefix)
-            runs: dict[str, list[Run]] = {target: [] for target in targets}
+            plans: dict[str, Path] = {}
+            for target_name in names:
+                prefix = targets[target_name].strip_prefix
+                if prefix not in plans:
+                    plans[prefix] = write_plan(requests, processes.work_dir /
+                                               f"plan-{name}{'-' if prefix else ''}"
+                                               f"{prefix.strip('/').replace('/', '-')}.txt",
+                                               prefix)
+            for target_name in names:
+                if settings.warmup_seconds and target_name not in warmed:
+                    target = targets[target_name]
+                    results.setdefault("warmup", {})[target_name] = _warm_up(
+                        settings, wrk, target, target_name, name, counts,
+                        plans[target.strip_prefix])
+                warmed.add(target_name)
+            runs: dict[str, list[Run]] = {target_name: [] for target_name in names}
             for rep in range(settings.reps):
                 # Rotate who goes first, so warm-up and drift do not favour one server.
-                order = targets[rep % len(targets):] + targets[:rep % len(targets)]
-                for target in order:
-                    progress(f"throughput {name} rep {rep + 1}/{settings.reps}: {target}")
-                    runs[target].append(_one_run(wrk, servers[target], target, name, rep, counts,
-                                                 plan_file if target != "Prism" else prism_plan,
-                                                 settings.seconds))
-            rows.append(report.throughput_row(name, runs))
-        results["throughput"] = rows
-        results["prism_note"] = prism_note or ("" if prism_spec else
-                                               "openapi/blueshift.yaml is missing: Prism skipped")
+                order = names[rep % len(names):] + names[:rep % len(names)]
+                for target_name in order:
+                    progress(f"throughput {name} rep {rep + 1}/{settings.reps}: {target_name}")
+                    target = targets[target_name]
+                    runs[target_name].append(_one_run(wrk, target, target_name, name, rep,
+                                                      counts, plans[target.strip_prefix],
+                                                      settings.seconds))
+            rows[name] = report.throughput_row(name, runs)
+        results["throughput"] = [rows[name] for name, _operations in workloads]
     finally:
-        for server in servers.values():
-            server.stop()
+        for target in targets.values():
+            target.server.stop()
 
 
-def _one_run(wrk, server: Server, target: str, workload: str, rep: int, counts: dict,
+def _warm_up(settings: Settings, wrk: str, target: Target, name: str, workload: str,
+             counts: dict, plan_file: Path) -> list[float]:
+    """Discarded runs until the rate stops climbing: a run no more than WARMUP_AGREE above
+    the best before it (at most WARMUP_LIMIT runs). A JIT (WireMock's JVM, node's V8 under
+    Prism and Mockoon) compiles its hot paths first, and takes longer to on a busy machine.
+    The rates, for the record."""
+    rates: list[float] = []
+    for attempt in range(WARMUP_LIMIT):
+        progress(f"warm-up {workload} {attempt + 1}: {name}")
+        run = _one_run(wrk, target, name, workload, f"warm-up-{attempt}", counts, plan_file,
+                       settings.warmup_seconds)
+        if rates and run.rate <= max(rates) * (1 + WARMUP_AGREE):
+            rates.append(run.rate)
+            break
+        rates.append(run.rate)
+    return rates
+
+
+def _one_run(wrk, target: Target, name: str, workload: str, rep, counts: dict,
              plan_file: Path, seconds: int) -> Run:
-    key = f"bench-{workload}-{rep}-{server.port}"
-    client = Client(server.port) if target.startswith("fakeshift") else None
+    server = target.server
+    key = f"bench-{workload}-{rep}-{server.port}".replace(" ", "")
+    client = Client(server.port) if target.emulator else None
     if client:
         client.expect("POST", f"/_fakeshift/accounts/{key}/seed", seed_fragment(counts))
     try:
@@ -140,9 +264,11 @@ def _one_run(wrk, server: Server, target: str, workload: str, rep: int, counts: 
         if client:
             client.expect("DELETE", f"/_fakeshift/accounts/{key}")
             client.close()
-    if client and run.non_2xx > run.requests * 0.01:
-        raise HarnessError(f"{target} answered {run.status_summary()} on {workload}: the plan or "
-                           f"its seed is broken (see {server.log_path})")
+    if target.after_run is not None:
+        run.extra.update(target.after_run(server))
+    if target.checked and run.non_2xx > run.requests * 0.01:
+        raise HarnessError(f"{name} answered {run.status_summary()} on {workload}: the plan, "
+                           f"its seed or the stub is broken (see {server.log_path})")
     return run
 
 
@@ -308,6 +434,23 @@ def startup(settings: Settings, results: dict) -> None:
     results["startup"] = figures
 
 
+# ---- 4. what each layer of a request costs ---------------------------------------------------
+
+def layers(settings: Settings, results: dict) -> None:
+    """bench/layers.py in a process of its own (no server or wrk running beside it)."""
+    out = processes.work_dir / "layers.json"
+    command = [sys.executable, "-m", "bench.layers", "--rounds", str(settings.layer_rounds),
+               "--pairs", str(settings.layer_pairs), "--out", str(out),
+               "--log", str(processes.work_dir / "layers-access.log")]
+    progress(f"per-layer costs: {settings.layer_rounds} rounds of {settings.layer_pairs} "
+             "pairs of batches per variant")
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                          check=False)
+    if done.returncode != 0:
+        raise HarnessError(f"bench.layers failed ({done.returncode}): {done.stderr[-1500:]}")
+    results["layers"] = json.loads(out.read_text())
+
+
 # ---- the command ------------------------------------------------------------------------------
 
 def machine() -> dict:
@@ -316,7 +459,22 @@ def machine() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "load_average": os.getloadavg()[0],
     }
+
+
+def _commit() -> str:
+    """The commit measured, "+changes" when the work tree differs from it under fakeshift/."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False,
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "fakeshift"], cwd=ROOT,
+                               check=False,
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + (" +changes" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,8 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path,
                         help="folder for server logs and request plans (default: "
                              "bench/out/full, or bench/out/smoke with --smoke)")
-    parser.add_argument("--sections", default="throughput,scale,startup",
-                        help="comma-separated subset of throughput,scale,startup")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--require-peers", action="store_true",
+                        help="fail when a peer (Prism, WireMock, Mockoon) cannot be installed or "
+                             "run, instead of leaving it out (CI)")
+    parser.add_argument("--sizes", help="comma-separated profile counts for the scale section "
+                                        "(overrides the mode's)")
     parser.add_argument("--workloads", default="mixed," + ",".join(OPERATIONS),
                         help="comma-separated throughput workloads (default: all)")
     parser.add_argument("--reps", type=int, help="repetitions (overrides the mode's)")
@@ -342,28 +505,50 @@ def main(argv: list[str] | None = None) -> int:
     settings = replace(SMOKE if args.smoke else FULL,
                        **{name: getattr(args, name) for name in ("reps", "seconds")
                           if getattr(args, name) is not None})
+    if args.sizes:
+        try:
+            settings = replace(settings, sizes=tuple(int(s.replace("_", ""))
+                                                     for s in args.sizes.split(",")))
+        except ValueError:
+            parser.error("--sizes takes comma-separated whole numbers")
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     if set(workloads) - {"mixed", *OPERATIONS}:
         parser.error(f"unknown workloads; choose from mixed, {', '.join(OPERATIONS)}")
     out = args.out or (OUT / "smoke.md" if args.smoke else BENCH / "results.md")
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    unknown = sections - {"throughput", "scale", "startup"}
+    unknown = sections - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     processes.work_dir = args.work or OUT / ("smoke" if args.smoke else "full")
     processes.work_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": machine(), "mode": "smoke" if args.smoke else "full",
-                     "settings": asdict(settings)}
+                     "settings": asdict(settings), "sections": [s for s in SECTIONS
+                                                                if s in sections]}
+    if not args.smoke:
+        # A full run made lighter (--reps, --seconds, --sizes, fewer sections or workloads)
+        # says so at the top of its report.
+        results["reduced"] = [f"{name} {getattr(settings, name)} (full: {getattr(FULL, name)})"
+                              for name in ("reps", "seconds", "sizes")
+                              if getattr(settings, name) != getattr(FULL, name)]
+        results["reduced"] += [f"sections: {section} left out" for section in SECTIONS
+                               if section not in sections]
+        if set(workloads) != {"mixed", *OPERATIONS}:
+            results["reduced"].append(f"workloads: {', '.join(workloads)} only")
     try:
         wrk = ensure_wrk()
         results["machine"]["wrk"] = tool_version([wrk, "--version"])
-        if "throughput" in sections:
-            spec = args.prism_spec if args.prism_spec.exists() else None
-            throughput(settings, wrk, spec, workloads, results)
-        if "scale" in sections:
-            scale(settings, wrk, results)
-        if "startup" in sections:
-            startup(settings, results)
+        spec = args.prism_spec if args.prism_spec.exists() else None
+        steps = {"throughput": lambda: throughput(settings, wrk, spec, workloads, results,
+                                                  args.require_peers),
+                 "layers": lambda: layers(settings, results),
+                 "scale": lambda: scale(settings, wrk, results),
+                 "startup": lambda: startup(settings, results)}
+        results["section_seconds"] = {}
+        for section in SECTIONS:
+            if section in sections:
+                started = time.perf_counter()
+                steps[section]()
+                results["section_seconds"][section] = round(time.perf_counter() - started, 1)
     except HarnessError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
