@@ -8,7 +8,6 @@ import argparse
 import base64
 import json
 import socket
-import time
 from urllib.parse import quote, quote_plus
 
 import jsonschema
@@ -20,7 +19,7 @@ from fakeshift import create_app, journal_command
 from fakeshift.clock import VirtualClock
 from fakeshift.journal import STORED_HEADER_CHARACTERS, Journal, JournalMiddleware
 
-from conftest import Blueshift, basic
+from conftest import Blueshift, basic, wsgi_call_microseconds
 
 SEARCH = "/api/v1/customers?email=someone@example.com"
 
@@ -338,16 +337,7 @@ def test_keeping_headers_and_the_response_costs_microseconds():
                "HTTP_CONNECTION": "keep-alive", "HTTP_AUTHORIZATION": "Basic YWNjdDo=",
                "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "32",
                "fakeshift.account": "acct", "fakeshift.body": b'{"email": "a@example.com"}'}
-    rounds = 20_000
-
-    def per_call_us(app):
-        started = time.perf_counter()
-        for _ in range(rounds):
-            app(environ, lambda status, headers, exc_info=None: None)
-        return (time.perf_counter() - started) / rounds * 1e6
-
-    added = min(per_call_us(layer) for _ in range(3)) - min(per_call_us(answering)
-                                                             for _ in range(3))
+    added = wsgi_call_microseconds(layer, environ) - wsgi_call_microseconds(answering, environ)
     print(f"journal WSGI layer with headers and response: {added:.2f} us per request")
     assert len(recorded) == 10_000
     assert added < 100

@@ -13,7 +13,7 @@ from fakeshift import create_app
 from fakeshift.clock import VirtualClock
 from fakeshift.journal import Journal, JournalMiddleware, JournalQuery
 
-from conftest import Blueshift
+from conftest import Blueshift, wsgi_call_microseconds
 
 SEARCH = "/api/v1/customers?email=someone@example.com"
 
@@ -196,15 +196,7 @@ def test_the_wsgi_layer_costs_microseconds():
     layer = JournalMiddleware(trivial, recorded)
     environ = {"PATH_INFO": "/api/v1/customers/delete", "REQUEST_METHOD": "POST",
                "QUERY_STRING": "", "fakeshift.account": "acct", "fakeshift.body": b"{}"}
-    rounds = 20_000
-
-    def per_call_us(app):
-        started = time.perf_counter()
-        for _ in range(rounds):
-            app(environ, lambda status, headers, exc_info=None: None)
-        return (time.perf_counter() - started) / rounds * 1e6
-
-    added = min(per_call_us(layer) for _ in range(3)) - min(per_call_us(trivial) for _ in range(3))
+    added = wsgi_call_microseconds(layer, environ) - wsgi_call_microseconds(trivial, environ)
     print(f"journal WSGI layer: {added:.2f} us per request")
     assert len(recorded) == 10_000
     assert added < 100
