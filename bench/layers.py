@@ -2,18 +2,18 @@
 measured from outside fakeshift (nothing in fakeshift/ changes for it).
 
 The app is built the way `fakeshift serve` builds it (its own argument parser's defaults, then
-`create_app`, then the access log around it as `fakeshift.server.listen` puts it) and driven
-in this process by a minimal WSGI driver: prepared environs, no sockets, no threads, so
-waitress and the GIL are out of the figure and only the app's own work is left. The layers are
-found in the built app by name (LAYERS below): its Flask hooks and the WSGI wrappers around it.
+`create_app`, then the access log its request pipeline writes, as `fakeshift.server.listen`
+sets it) and driven in this process by a minimal WSGI driver: prepared environs, no sockets, no
+threads, so waitress and the GIL are out of the figure and only the app's own work is left. The
+layers are found in the request pipeline (fakeshift/pipeline.py) by the names of the methods
+that do their work (LAYERS below).
 
 Two figures per layer, from the mixed workload's requests on a seeded account:
 
-- inside: time spent in the layer's own hooks and wrappers, from counters wrapped around each
-  of them (a wrapper's time excludes the app it wraps; the timers' own cost is measured and
-  taken off);
-- saved when bypassed: µs per request of the whole app, minus the same with that layer's hooks
-  and wrappers taken out (Flask's per-hook dispatch included).
+- inside: time spent in the layer's own methods, from counters wrapped around each of them;
+- saved when bypassed: µs per request of the whole app, minus the same with that layer's
+  methods replaced by ones that do nothing (but for NEEDED: the handler reads the caller; and
+  PASSING_ON hand back the response they are given).
 
 Every variant (the whole app timed, each layer bypassed, the bare Flask handler) is measured
 against the whole app in pairs of small batches, one of each in turn, a few milliseconds apart,
@@ -23,10 +23,9 @@ sums its pairs; a figure is the median over the rounds. Times are the process's 
 batch that waited for the core is not charged for it); the garbage collector runs between
 rounds, not within them, so its pauses are in no layer's figure.
 
-Bypassing one layer can move work to another: without the contract check, auth resolves the
-credentials itself; without the journal's hook, its wrapper records less. The two columns are
-read together, and "the rest" (whole request minus every layer inside) is Flask's request
-context, routing, the handler and the domain.
+"The rest" (whole request minus every layer inside) is Flask's request context, routing, the
+handler and the domain, and the pipeline's own few lines (transport faults among them: two
+comparisons when no fault is on).
 
 `python -m bench.layers --rounds 10 --pairs 10 --out layers.json`
 """
@@ -34,7 +33,6 @@ context, routing, the handler and the domain.
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import gc
 import io
@@ -46,18 +44,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Layer name -> the names of its Flask hook functions and WSGI wrapper classes in the app.
-# Where fakeshift's request path is rearranged, this is the one place to update.
-LAYERS: dict[str, dict[str, tuple[str, ...]]] = {
-    "readiness and size guard": {"hooks": ("guard_request",)},
-    "contract check": {"hooks": ("check_contract", "name_violation")},
-    "auth": {"hooks": ("authenticate",)},
-    "rate limit": {"hooks": ("limit_rate",)},
-    "fault decision": {"hooks": ("inject_fault", "finish_fault")},
-    "journal": {"hooks": ("note_request",), "wrappers": ("JournalMiddleware",)},
-    "access log": {"wrappers": ("AccessLog",)},
-    "transport faults": {"wrappers": ("TransportFaults",)},
+# Layer name -> the request pipeline's methods that do its work. Where fakeshift's request
+# path is rearranged, this is the one place to update.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "readiness and size guard": ("guard",),
+    "contract check": ("check_contract",),
+    "auth": ("caller", "authenticate"),
+    "rate limit": ("limit_rate",),
+    "fault decision": ("decide_fault", "finish"),
+    "journal": ("journal_entry",),
+    "access log": ("log_access",),
 }
+# Kept when their layer is bypassed: what they return, the request needs.
+NEEDED = frozenset({"caller"})
+# Bypassed by handing back the response they are given.
+PASSING_ON = frozenset({"finish"})
 BASE = "whole app"
 # CPU time, not wall time: on a shared machine another process taking the core for a while
 # would otherwise land in whichever batch or layer was running. Batches count every thread of
@@ -70,20 +71,6 @@ TIMED = "whole app, timed"
 BATCH_CYCLES = 2  # a batch: this many cycles of the mixed workload's operations
 
 
-def _layer_of(thing) -> str | None:
-    name = getattr(thing, "__name__", None) or type(thing).__name__
-    for layer, parts in LAYERS.items():
-        if name in parts.get("hooks", ()) or name in parts.get("wrappers", ()):
-            return layer
-    return None
-
-
-def _label(thing) -> str:
-    name = getattr(thing, "__name__", None) or type(thing).__name__
-    module = getattr(thing, "__module__", None) or type(thing).__module__
-    return f"{module}.{name}"
-
-
 # ---- the app, as `fakeshift serve` builds it ------------------------------------------------
 
 def serve_config():
@@ -92,18 +79,20 @@ def serve_config():
     return config_from_args(args)
 
 
+def _nothing(*_args, **_kwargs) -> None:
+    return None
+
+
+def _passing_on(response, *_args):
+    return response
+
+
 @dataclass
 class Stack:
-    """The built app taken apart: its hooks, its WSGI wrappers (outermost first), the Flask
-    core under them, and the access log that `fakeshift serve` puts around it all."""
+    """The built app and its request pipeline, whose methods a variant replaces."""
     app: object
-    before: list
-    after: list
-    wrappers: list
-    core: object
-    access_log: object | None
+    pipeline: object
     located: dict[str, list[str]] = field(default_factory=dict)
-    unlisted: list[str] = field(default_factory=list)
 
     @classmethod
     def build(cls, log_stream) -> Stack:
@@ -112,84 +101,51 @@ class Stack:
 
         config = serve_config()
         app = create_app(config)
-        writer = server.LogWriter(log_stream)
-        access_log = (server.AccessLog(app, writer, config.log_probes)
-                      if config.access_log else None)
-        before = list(app.before_request_funcs.get(None, ()))
-        after = list(app.after_request_funcs.get(None, ()))
-        wrappers, node = [], app.wsgi_app
-        # Wrappers keep what they wrap as .app; the Flask core is the bound Flask.wsgi_app.
-        while hasattr(node, "app") and not hasattr(node, "__self__"):
-            wrappers.append(node)
-            node = node.app
-        stack = cls(app, before, after, wrappers, node, access_log)
-        everything = before + after + wrappers + ([access_log] if access_log else [])
-        for thing in everything:
-            layer = _layer_of(thing)
-            if layer is None:
-                stack.unlisted.append(_label(thing))
-            else:
-                stack.located.setdefault(layer, []).append(_label(thing))
+        pipeline = app.wsgi_app
+        if config.access_log:
+            pipeline.access_log = server.AccessLog(server.LogWriter(log_stream),
+                                                   config.log_probes)
+        stack = cls(app, pipeline)
+        for layer, names in LAYERS.items():
+            found = [f"Pipeline.{name}" for name in names if callable(getattr(pipeline, name,
+                                                                              None))]
+            if found:
+                stack.located[layer] = found
         return stack
 
     def variant(self, without: frozenset[str] = frozenset(),
-                timers: Timers | None = None) -> Variant:
-        """The app with the layers in `without` taken out; with `timers`, every remaining hook
-        and wrapper timed. Nothing changes until activate()."""
+                timers: Timers | None = None) -> dict:
+        """The pipeline's methods to replace: those of the layers in `without` by ones that do
+        nothing; with `timers`, every other layer's timed. Nothing changes until activate()."""
+        replaced = {}
+        for layer, names in LAYERS.items():
+            for name in names:
+                method = getattr(type(self.pipeline), name, None)
+                if method is None:
+                    continue
+                if layer in without and name not in NEEDED:
+                    replaced[name] = _passing_on if name in PASSING_ON else _nothing
+                elif timers is not None:
+                    replaced[name] = timers.method(layer, getattr(self.pipeline, name))
+        return replaced
 
-        def keep(thing) -> bool:
-            return _layer_of(thing) not in without
-
-        def hook(function):
-            return timers.hook(function) if timers else function
-
-        before = [hook(f) for f in self.before if keep(f)]
-        after = [hook(f) for f in self.after if keep(f)]
-        inner = timers.inner(self.core) if timers else self.core
-        for wrapper in reversed(self.wrappers):
-            if not keep(wrapper):
-                continue
-            wrapper = copy.copy(wrapper)
-            wrapper.app = inner
-            inner = timers.wrapper(wrapper, inner) if timers else wrapper
-        outer = self.app
-        if self.access_log is not None and keep(self.access_log):
-            outer = copy.copy(self.access_log)
-            outer.app = timers.inner(self.app) if timers else self.app
-            if timers:
-                outer = timers.wrapper(outer, outer.app)
-        return Variant(before, after, inner, outer)
-
-    def activate(self, variant: Variant):
-        """Make the app `variant`, and return the WSGI callable to drive."""
-        self.app.before_request_funcs[None] = variant.before
-        self.app.after_request_funcs[None] = variant.after
-        self.app.wsgi_app = variant.wsgi_app
-        return variant.outer
-
-
-@dataclass
-class Variant:
-    before: list
-    after: list
-    wsgi_app: object
-    outer: object
+    def activate(self, variant: dict):
+        """Make the pipeline `variant`, and return the WSGI callable to drive."""
+        for names in LAYERS.values():
+            for name in names:
+                self.pipeline.__dict__.pop(name, None)
+        self.pipeline.__dict__.update(variant)
+        return self.pipeline
 
 
 class Timers:
-    """perf_counter around each hook and wrapper, summed per layer (or per unlisted callable).
-    A wrapper's own time is its time minus the time of the timed app it wraps (settle())."""
+    """A clock around each method, summed per layer."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
-        self.timed: list[_Timed] = []
 
-    def _add(self, key: str, seconds: float) -> None:
-        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
-
-    def hook(self, function):
-        key = _layer_of(function) or _label(function)
-        clock, add = SEGMENT_CLOCK, self._add
+    def method(self, layer: str, function):
+        clock, seconds = SEGMENT_CLOCK, self.seconds
 
         @functools.wraps(function)
         def timed(*args):
@@ -197,44 +153,14 @@ class Timers:
             try:
                 return function(*args)
             finally:
-                add(key, clock() - started)
-        return timed
-
-    def inner(self, wsgi):
-        """What a wrapper wraps, timed so the wrapper's own time can be told apart."""
-        timed = _Timed(wsgi, None, None)
-        self.timed.append(timed)
-        return timed
-
-    def wrapper(self, wrapper, wraps: _Timed):
-        timed = _Timed(wrapper, _layer_of(wrapper) or _label(wrapper), wraps)
-        self.timed.append(timed)
+                seconds[layer] = seconds.get(layer, 0.0) + clock() - started
         return timed
 
     def settle(self) -> dict[str, float]:
         """Seconds per layer since the last settle(), and every counter back to zero."""
-        for timed in self.timed:
-            if timed.key is not None:
-                self._add(timed.key, timed.seconds - timed.wraps.seconds)
-        for timed in self.timed:
-            timed.seconds = 0.0
-        seconds, self.seconds = self.seconds, {}
-        return seconds
-
-
-class _Timed:
-    """A WSGI callable timed on every call (the call itself; bodies are iterated outside)."""
-
-    def __init__(self, app, key: str | None, wraps: _Timed | None):
-        self.app, self.key, self.wraps = app, key, wraps
-        self.seconds = 0.0
-
-    def __call__(self, environ, start_response):
-        started = SEGMENT_CLOCK()
-        try:
-            return self.app(environ, start_response)
-        finally:
-            self.seconds += SEGMENT_CLOCK() - started
+        settled = dict(self.seconds)
+        self.seconds.clear()
+        return settled
 
 
 # ---- driving it -----------------------------------------------------------------------------
@@ -292,13 +218,10 @@ def _discard(_data) -> None:
 
 
 def timer_cost(samples: int = 20000) -> float:
-    """Seconds one timed segment adds to what encloses it (a _Timed around a no-op)."""
-    def noop(environ, start_response):
-        return None
-
-    plain, timed = noop, _Timed(noop, None, None)
+    """Seconds one timed method adds to what encloses it (a timed no-op)."""
+    timed = Timers().method("cost", _nothing)
     best = {}
-    for name, call in (("plain", plain), ("timed", timed)):
+    for name, call in (("plain", _nothing), ("timed", timed)):
         runs = []
         for _ in range(5):
             started = BATCH_CLOCK()
@@ -408,12 +331,8 @@ def _summarise(stack, layers, beside, alone, inside, statuses, overhead_us, roun
         if layer in layers:
             row["saved_us"] = difference(f"without {layer}")
             row["saved_spread_us"] = spread(f"without {layer}")
-            # A wrapper's own time holds one timed call (to what it wraps); a hook's timer
-            # sits outside it but for a clock read, which is left in.
-            segments = sum(1 for part in stack.located[layer] if part.rsplit(".", 1)[-1]
-                           in LAYERS[layer].get("wrappers", ()))
-            row["inside_us"] = max(0.0, median(inside.get(layer, [0.0]))
-                                   - overhead_us * segments)
+            # A method's timer sits outside it but for a clock read, which is left in.
+            row["inside_us"] = median(inside.get(layer, [0.0]))
         rows.append(row)
     inside_total = sum(row.get("inside_us", 0.0) for row in rows)
     return {
@@ -428,9 +347,6 @@ def _summarise(stack, layers, beside, alone, inside, statuses, overhead_us, roun
         "rest_us": whole - inside_total,
         "timer_overhead_us": overhead_us,
         "layers": rows,
-        "unlisted": stack.unlisted,
-        "unlisted_inside_us": {key: median(values) for key, values in inside.items()
-                               if key not in LAYERS},
         "statuses": statuses,
         "per_round_us": {"beside": beside, "alone": alone},
     }

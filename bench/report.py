@@ -364,15 +364,14 @@ def _layer_table(layers: dict, commit: str | None = None) -> list[str]:
              "measured against the whole app in pairs of batches of "
              f"{layers['batch']} requests, one of each in turn; {layers['pairs']} pairs a round, "
              f"{layers['rounds']} rounds, the median over the rounds. *Inside*: time in the "
-             "layer's own hooks and wrappers (counters around each; a wrapper's time excludes "
-             f"what it wraps; the counters' own {layers['timer_overhead_us']:.1f} µs per wrapper "
-             "is taken off). *Saved when bypassed*: the whole app's µs per request minus the "
-             "same with the layer's hooks and wrappers taken out (Flask's per-hook dispatch "
-             "included; work a bypassed layer did for another moves there: the contract check "
-             "parses the body and resolves the key that auth and the handler then reuse), ± half "
-             "the interquartile range over the rounds: on a shared machine this column resolves "
-             "only costs above that; *inside* is the steadier figure.", "",
-             "| layer | hooks and wrappers | inside µs/request | saved when bypassed µs | "
+             "layer's own methods of the request pipeline (fakeshift/pipeline.py; a counter "
+             f"around each, whose own {layers['timer_overhead_us']:.1f} µs is left in). *Saved "
+             "when bypassed*: the whole app's µs per request minus the same with the layer's "
+             "methods doing nothing (work a bypassed layer did for another moves there: the "
+             "contract check parses the body that the fault decision and the handler then "
+             "reuse), ± half the interquartile range over the rounds: on a shared machine this "
+             "column resolves only costs above that; *inside* is the steadier figure.", "",
+             "| layer | pipeline methods | inside µs/request | saved when bypassed µs | "
              "inside, share of the whole |"
              + (f" inside µs, before ({before['label']}) |" if before else ""),
              "|---|---|---|---|---|" + ("---|" if before else "")]
@@ -393,6 +392,13 @@ def _layer_table(layers: dict, commit: str | None = None) -> list[str]:
             saved += f" ± {row['saved_spread_us']:.0f}"
         lines.append(f"| {row['layer']} | {where} | {_us(inside)} | {saved} | {share} |"
                      + then(row["layer"]))
+    if before:
+        # Layers the earlier layout had on their own, now a line or two of another.
+        shown = {row["layer"] for row in layers["layers"]}
+        for key, value in before["inside_us"].items():
+            if key not in shown and key not in ("rest", "whole", "bare"):
+                lines.append(f"| {key} | inline in `Pipeline.__call__` | - | - | - | "
+                             f"{_us(value)} |")
     lines += [f"| the rest: Flask's request context, routing, the handler, the domain | | "
               f"{_us(layers['rest_us'])} | | {layers['rest_us'] / whole:.0%} |" + then("rest"),
               f"| **the whole request**, every layer on | | {_us(whole)} | | 100% |"
@@ -402,9 +408,6 @@ def _layer_table(layers: dict, commit: str | None = None) -> list[str]:
               f"whole app, paired with it, minus it) | {layers['bare_us'] / whole:.0%} |"
               + then("bare"),
               ""]
-    if layers.get("unlisted"):
-        lines += ["Hooks and wrappers no layer names (timed within the rest): "
-                  + ", ".join(f"`{name}`" for name in layers["unlisted"]) + ".", ""]
     failed = {variant: statuses for variant, statuses in layers["statuses"].items()
               if any(not code.startswith("2") for code in statuses)}
     if failed:

@@ -7,11 +7,12 @@ import logging
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from . import admin, api, auth, contract, dashboard, faults, journal, ratelimit
+from . import admin, api, dashboard, faults, journal, ratelimit
 from .config import Config
 from .emulator import Emulator
 from .errors import STATUS_BODIES, BlueshiftError
 from .http import answer
+from .pipeline import Pipeline
 from .scenario import Scenario
 
 log = logging.getLogger("fakeshift")
@@ -37,53 +38,21 @@ def create_app(config: Config | dict | None = None, *, load_scenario: bool = Tru
     # Handlers, tests and the pytest plugin all reach the emulator through the app.
     app.extensions["fakeshift"] = emulator
 
-    _register_guards(app, emulator, config)
-    # Before auth, so requests without valid credentials are recorded as violations too.
-    contract.init_app(app, emulator, api.bp.name, config.strict_contract)
-    auth.init_app(app, emulator.keyring, api.bp.name,
-                  frozenset({admin.bp.name, faults.bp.name, journal.bp.name, ratelimit.bp.name}),
-                  admin.OPEN_ENDPOINTS)
-    # After auth, which names the account that limits and fault rules may target.
-    ratelimit.init_app(app, emulator.rate_limits)
-    faults.init_app(app, emulator.faults, config.magic_inputs)
-    # Last, so its WSGI wrapper is outermost and also records connections a fault dropped.
-    journal.init_app(app, emulator.journal)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(admin.bp)
-    # Checks the admin token itself: the page also takes it once as ?token= (see dashboard).
-    app.register_blueprint(dashboard.bp)
-    app.register_blueprint(admin.index_bp)
+    for blueprint in (api.bp, admin.bp, faults.bp, journal.bp, ratelimit.bp,
+                      # Checks the admin token itself: the page also takes it once as ?token=.
+                      dashboard.bp, admin.index_bp):
+        app.register_blueprint(blueprint)
     _register_error_handlers(app, emulator)
+    # Every request's whole path (fakeshift/pipeline.py); Flask dispatches the control plane.
+    app.wsgi_app = Pipeline(app, emulator, api.bp.name, admin.bp.name,
+                            frozenset({admin.bp.name, faults.bp.name, journal.bp.name,
+                                       ratelimit.bp.name}),
+                            admin.OPEN_ENDPOINTS)
 
     if load_scenario:
         emulator.load(Scenario.from_file(config.scenario) if config.scenario else None)
         emulator.ready.set()
     return app
-
-
-def _register_guards(app: Flask, emulator: Emulator, config: Config) -> None:
-    api_name, admin_name = api.bp.name, admin.bp.name
-
-    # One hook for three guards (readiness, body size, header size), in that order: each hook
-    # Flask runs, and each read through the `request` proxy, costs every request.
-    @app.before_request
-    def guard_request():
-        req = request._get_current_object()
-        blueprint = req.blueprint
-        # A sidecar that answers before its scenario is loaded makes its users' tests lie.
-        if blueprint == api_name and not emulator.ready.is_set():
-            return answer(STATUS_BODIES[503], 503, {"Retry-After": "1"})
-        # Werkzeug answers 413 as soon as a body passes this, chunked or not; the control plane
-        # gets a larger limit because scenarios and seeds are uploaded through it.
-        req.max_content_length = (config.admin_max_body_bytes if blueprint == admin_name
-                                  else config.max_body_bytes)
-        # Counted as on the wire ("Name: value\r\n"), so the limit means what a client expects.
-        size = sum([len(name) - 5 + len(value) + 4 for name, value in req.environ.items()
-                    if name.startswith("HTTP_") and isinstance(value, str)])
-        if size > config.max_header_bytes:
-            return answer({"message": f"Request headers too large: {size} bytes, the limit is "
-                                      f"{config.max_header_bytes} bytes (max_header_bytes)"}, 431)
-        return None
 
 
 def _register_error_handlers(app: Flask, emulator: Emulator) -> None:

@@ -12,9 +12,8 @@ import binascii
 import hmac
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
-
-from flask import Flask, g, request
 
 from .errors import BlueshiftError, PermissionDenied, Unauthorized
 
@@ -29,6 +28,9 @@ MAX_KEY_LENGTH = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Resolved Authorization headers remembered: "Basic " and the base64 of the longest key and ":".
+RESOLVED_KEPT = 4096
+_RESOLVED_HEADER_LENGTH = 8 + (MAX_KEY_LENGTH * 4 + 1) * 4 // 3
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ class KeyRing:
         # Compared as the bytes a client sends: a header value reaches WSGI as the latin-1
         # reading of its bytes, and a UTF-8 token is sent as its UTF-8 bytes.
         self._admin_token_bytes = admin_token.encode("utf-8") if admin_token else None
+        # lru_cache is safe to share between threads; the ring itself never changes.
+        self._resolve_remembered = lru_cache(maxsize=RESOLVED_KEPT)(self._resolve)
 
     @property
     def open_mode(self) -> bool:
@@ -117,17 +121,21 @@ class KeyRing:
     def accounts(self) -> set[str]:
         return {k.account for k in self._keys.values()}
 
-    def resolve(self, header: str | None) -> ApiKey:
+    def resolve(self, header: str | None) -> ApiKey | None:
+        """The API key an Authorization header carries, or None when it carries no valid one.
+        Every Blueshift request asks, mostly with a header seen before: short headers (every
+        valid one is) are remembered, at most RESOLVED_KEPT of them."""
+        if header is None or len(header) > _RESOLVED_HEADER_LENGTH:
+            return self._resolve(header)
+        return self._resolve_remembered(header)
+
+    def _resolve(self, header: str | None) -> ApiKey | None:
         key = basic_key(header)
         if key is None or key == self._admin_token:
-            raise Unauthorized()
+            return None
         if self.open_mode:
             return ApiKey(key, "write", key)
-        api_key = self._keys.get(key)
-        if api_key is None:
-            raise Unauthorized()
-        return api_key
-
+        return self._keys.get(key)
 
     def admin_allowed(self, headers) -> bool:
         """With an admin token set, the control plane needs it: `X-Fakeshift-Admin-Token: T`
@@ -149,35 +157,11 @@ class KeyRing:
         return hmac.compare_digest(sent, self._admin_token_bytes)
 
 
-def caller(keyring: KeyRing) -> ApiKey | None:
-    """The request's API key, or None when its credentials are missing or wrong. Resolved once
-    per request: the contract check (which records bad credentials) and authentication (which
-    refuses them) both ask."""
-    if "api_key" not in g:
-        try:
-            g.api_key = keyring.resolve(request.headers.get("Authorization"))
-        except Unauthorized:
-            g.api_key = None
-    return g.api_key
-
-
-def init_app(app: Flask, keyring: KeyRing, blueprint: str, control_blueprints: frozenset[str],
-             open_admin_endpoints: frozenset[str]) -> None:
-    """Every Blueshift request must carry a key (g.api_key names its account); every
-    control-plane blueprint but its probes needs the admin token when one is set."""
-
-    @app.before_request
-    def authenticate():
-        # One lookup through the `request` proxy: this runs on every request.
-        req = request._get_current_object()
-        called = req.blueprint
-        if called == blueprint:
-            api_key = caller(keyring)
-            if api_key is None:
-                raise Unauthorized()
-            if api_key.role == "read" and req.method not in READ_METHODS:
-                raise PermissionDenied()
-        elif called in control_blueprints and req.endpoint not in open_admin_endpoints:
-            if not keyring.admin_allowed(req.headers):
-                raise BlueshiftError({"message": ADMIN_TOKEN_NEEDED}, 401)
-        return None
+def authorize(api_key: ApiKey | None, writes: bool) -> ApiKey:
+    """The caller of a Blueshift operation, or its refusal: 401 without a valid key, 403 when a
+    read-only key asks to write."""
+    if api_key is None:
+        raise Unauthorized()
+    if writes and api_key.role == "read":
+        raise PermissionDenied()
+    return api_key

@@ -4,7 +4,7 @@
 The document is compiled once, when the app is built: one validator per operation for its path
 parameters, its query and its JSON body, with every `$ref` inlined. A request is judged by
 jsonschema-rs (compiled, about a microsecond); only a request that fails is explained again by
-jsonschema, whose errors carry what a readable violation needs. The hook runs before
+jsonschema, whose errors carry what a readable violation needs. The check runs before
 authentication, so a request with a missing or bad `Authorization` header is recorded too (with
 no account).
 
@@ -28,13 +28,10 @@ from importlib import resources
 
 import jsonschema_rs
 import yaml
-from flask import Flask, g, request
 from jsonschema import Draft202012Validator, FormatChecker
 from werkzeug.exceptions import MethodNotAllowed
 
 from .clock import VirtualClock, iso
-from .auth import caller
-from .http import answer
 from .journal import clip
 from .parsing import PARSED_BODY_KEY, strict_json
 
@@ -427,64 +424,51 @@ class ViolationLog:
             return before - len(self._entries)
 
 
-def init_app(app: Flask, emulator, blueprint: str, strict: bool) -> ViolationLog:
-    """Check every request under /api/ against the Blueshift document. Install this hook
-    after the body-size guard and before authentication."""
-    contract = Contract(load_document("blueshift"))
-    violations = ViolationLog(emulator.clock)
-    emulator.violations = violations
-    emulator.reset_hooks.append(violations.clear)
-    emulator.account_reset_hooks.append(violations.clear)
-    keyring = emulator.keyring
+class ContractCheck:
+    """Judges requests under /api/ against the Blueshift document, and records what they break.
+    Runs before authentication (fakeshift/pipeline.py), so that requests without valid
+    credentials are recorded too."""
 
-    @app.before_request
-    def check_contract():
-        # One proxy lookup: every attribute read through `request` pays for another.
-        req = request._get_current_object()
-        routed = req.blueprint == blueprint
-        if not routed and not req.path.startswith(API_PREFIX):
-            return None
-        api_key = caller(keyring)
-        account = api_key and api_key.account
-        problems = [] if api_key is not None else [
+    def __init__(self, violations: ViolationLog, strict: bool):
+        self.contract = Contract(load_document("blueshift"))
+        self.violations = violations
+        self.strict = strict
+
+    def operation(self, rule: str, method: str) -> Operation | None:
+        """The document's operation for a route, looked up once when the routes are built."""
+        return self.contract.operation(rule, method)
+
+    def judge(self, req, operation: Operation | None, account: str | None,
+              authenticated: bool) -> tuple[str | None, dict | None]:
+        """(the broken rules as X-Fakeshift-Violation names them, or None; the body of the 400
+        that refuses the request, or None). `operation` None: the request reached no Blueshift
+        operation, and its routing failure is the violation; a routed request is read whole
+        (the body-size limit's 413) and checked."""
+        problems = [] if authenticated else [
             Problem("header.Authorization", "security",
                     "needs HTTP Basic credentials with a valid API key")]
-        operation = None
         failure = req.routing_exception
         if isinstance(failure, MethodNotAllowed):
             allowed = ", ".join(sorted(failure.valid_methods or ()))
             problems.append(Problem("method", "method",
                                     f"{req.method} is not served here; use {allowed}"))
-        elif failure is not None or not routed:
-            problems.append(Problem("path", "path", "no Blueshift endpoint has this path"))
+        elif operation is None:
+            if req.url_rule is None or failure is not None:
+                problems.append(Problem("path", "path", "no Blueshift endpoint has this path"))
         else:
-            operation = contract.operation(req.url_rule.rule, req.method)
-            if operation is not None:
-                # An empty query string needs no parsing: it has no parameters.
-                args = req.args if req.query_string else {}
-                # Read even when the operation takes no body: reading is what enforces the
-                # body-size limit (413) before the handler runs.
-                problems += contract.check(operation, req.view_args or {}, args, req.mimetype,
-                                           req.get_data(cache=True), req.environ)
+            # An empty query string needs no parsing: it has no parameters.
+            args = req.args if req.query_string else {}
+            problems += self.contract.check(operation, req.view_args or {}, args, req.mimetype,
+                                            req.get_data(cache=True), req.environ)
         if not problems:
-            return None
-        violations.record(account, operation and operation.operation_id, req.method,
-                          req.path, problems)
+            return None, None
+        self.violations.record(account, operation and operation.operation_id, req.method,
+                               req.path, problems)
         rules = list(dict.fromkeys(p.rule for p in problems))
-        g.contract_rules = ", ".join(rules)
-        refuses = strict or (operation is not None and operation.refuses_violations)
-        if refuses and not _REFUSED_ANYWAY.intersection(rules):
-            errors: dict[str, list[str]] = {}
-            for p in problems:
-                errors.setdefault(p.location, []).append(f"{p.message} (rule: {p.rule})")
-            return answer({"errors": errors}, 400)
-        return None
-
-    @app.after_request
-    def name_violation(response):
-        rules = g.get("contract_rules")
-        if rules:
-            response.headers[VIOLATION_HEADER] = rules
-        return response
-
-    return violations
+        refuses = self.strict or (operation is not None and operation.refuses_violations)
+        if not refuses or _REFUSED_ANYWAY.intersection(rules):
+            return ", ".join(rules), None
+        errors: dict[str, list[str]] = {}
+        for p in problems:
+            errors.setdefault(p.location, []).append(f"{p.message} (rule: {p.rule})")
+        return ", ".join(rules), {"errors": errors}

@@ -11,6 +11,7 @@ from dataclasses import replace
 from .auth import ApiKey, KeyRing
 from .clock import VirtualClock
 from .config import DEFAULT_DELETION_DELAY, DEFAULT_GROUP_DELETE_USERS, Config
+from .contract import ViolationLog
 from .faults import FaultRules, parse_spec
 from .journal import Journal
 from .models import Settings, Store
@@ -52,10 +53,7 @@ class Emulator:
         self.faults.import_rules(self.startup_faults)
         self.startup_rate_limits = parse_limit_specs(config.rate_limits)
         self.rate_limits.configure(self.startup_rate_limits)
-        # Subsystems outside the store (e.g. contract violations) that a reset must clear too;
-        # the account hooks are called with the name of the one account reset_account resets.
-        self.reset_hooks: list = []
-        self.account_reset_hooks: list = []
+        self.violations = ViolationLog(self.clock)
 
     def check_buildable(self, scenario: Scenario) -> None:
         """Build `scenario` into a scratch store, raising ScenarioError if it cannot be built.
@@ -85,15 +83,14 @@ class Emulator:
             if use_scenario is not None:
                 use_scenario.apply(self.store)
             self._reset_chaos(use_scenario)
-            for hook in self.reset_hooks:
-                hook()
+            self.violations.clear()
 
     def reset_account(self, name: str, to: str = "scenario") -> None:
         """One account back to what the loaded scenario holds for it ("scenario"; nothing when
         it holds none) or to nothing ("empty"), and everything kept for it alone cleared: its
         own clock, journal entries, the fault rules that target it (the scenario's included:
         a server reset brings those back) and its header-rule counters, its rate-limit buckets,
-        and what account_reset_hooks clear (its contract violations). No other account's state,
+        and its contract violations. No other account's state,
         time, rules or entries change."""
         if to not in ("scenario", "empty"):
             raise ValueError("to must be 'scenario' or 'empty'")
@@ -105,8 +102,7 @@ class Emulator:
         self.faults.clear(name)
         self.rate_limits.clear(name)
         self.journal.clear(name)
-        for hook in self.account_reset_hooks:
-            hook(name)
+        self.violations.clear(name)
 
     def _reset_chaos(self, scenario: Scenario | None) -> None:
         """Runtime fault rules go; the start-up ones (flags first, then the scenario's) come back

@@ -8,7 +8,7 @@ window on the virtual clock). The first rule that targets a request *and* fires 
 An injected fault never reaches the handler, so state is untouched; `apply` runs the handler
 first (the lost-response case) and then fails. Every injected response carries
 `X-Fakeshift-Fault: <rule id>`. A dropped connection and a truncated body cannot be expressed as a
-Flask response: `TransportFaults` (a WSGI wrapper) carries them out.
+Flask response: the request pipeline (fakeshift/pipeline.py) carries them out.
 """
 
 from __future__ import annotations
@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from flask import Blueprint, Flask, current_app, g, request
-from waitress.channel import ClientDisconnected
+from flask import Blueprint, Flask, Response, current_app, request
 
 from . import api, magic
 from .clock import VirtualClock, parse_iso
 from .errors import STATUS_BODIES, BlueshiftError, InvalidField, LimitReached, NotFound
 from .http import answer
-from .journal import FAULT_KEY
 from .parsing import PARSED_BODY_KEY, json_object, only_fields
 from .patterns import PatternError, compile_glob, compile_regex
 from .scenario import ScenarioError, check_definition, definition_validator, parse_duration
@@ -49,7 +47,6 @@ MAX_HEADER_LENGTH = 2048
 HEADER_RULE_CACHE_BYTES = 64 << 20
 _HEADER_RULE_BASE_BYTES = 4096
 _HEADER_RULE_BYTES_PER_CHARACTER = 96
-TRANSPORT_KEY = "fakeshift.transport"
 FLAGS = ("drop", "truncate", "malformed", "apply")
 _RULE_VALIDATOR = definition_validator("fault_rule")
 
@@ -471,31 +468,6 @@ def _header_rule_cost(key: tuple) -> int:
 
 # ---- the HTTP side -----------------------------------------------------------------------------
 
-class TransportFaults:
-    """WSGI wrapper for what a Flask response cannot say: under waitress, raising
-    ClientDisconnected before start_response closes the socket with no response at all, and a
-    body shorter than its Content-Length makes waitress close the connection mid-body."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        def start_or_drop(status, headers, exc_info=None):
-            if environ.get(TRANSPORT_KEY) == "drop":
-                raise ClientDisconnected(f"fault {environ.get(FAULT_KEY)} dropped the connection")
-            return start_response(status, headers, exc_info)
-
-        result = self.app(environ, start_or_drop)
-        if environ.get(TRANSPORT_KEY) != "truncate":
-            return result
-        try:
-            whole = b"".join(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        return [whole[:len(whole) // 2]]
-
-
 def _magic_identifier(req) -> str | None:
     """A magic input in the request, found without parsing unless its raw bytes hold one."""
     raw = req.get_data(cache=True)
@@ -512,60 +484,47 @@ def _magic_identifier(req) -> str | None:
         raise InvalidField("identifier", str(exc)) from exc
 
 
-def init_app(app: Flask, rules: FaultRules, magic_inputs: bool = True) -> None:
-    """Faults for Blueshift requests (never the control plane), after auth has named the
-    account. The request's own header is asked first, then a magic input, then the rules."""
+def decide_for(rules: FaultRules, req, operation: str, account: str | None,
+               magic_inputs: bool) -> Outcome | None:
+    """The fault for one Blueshift request: its own header is asked first, then a magic
+    input, then the rules. The common case, no rules, no header and no magic input, asks
+    nothing else."""
+    header = req.environ.get(HEADER_ENVIRON_KEY)
+    identifier = _magic_identifier(req) if magic_inputs else None
+    if header is None and identifier is None and rules.empty:
+        return None
+    target = (operation, req.method, req.path, account)
+    outcome = rules.decide_header(header, *target) if header is not None else None
+    if outcome is None and identifier is not None:
+        outcome = rules.decide_header(magic.directive(identifier), *target,
+                                      label=magic.LABEL, counted_by=identifier)
+    return outcome if outcome is not None else rules.decide(*target)
 
-    @app.before_request
-    def inject_fault():
-        req = request._get_current_object()
-        if req.blueprint != api.bp.name:
-            return None
-        header = req.environ.get(HEADER_ENVIRON_KEY)
-        identifier = _magic_identifier(req) if magic_inputs else None
-        # The common case, no rules, no header and no magic input, asks nothing else.
-        if header is None and identifier is None and rules.empty:
-            return None
-        api_key = g.get("api_key")
-        account = api_key.account if api_key is not None else None
-        target = (req.endpoint, req.method, req.path, account)
-        outcome = rules.decide_header(header, *target) if header is not None else None
-        if outcome is None and identifier is not None:
-            outcome = rules.decide_header(magic.directive(identifier), *target,
-                                          label=magic.LABEL, counted_by=identifier)
-        if outcome is None:
-            outcome = rules.decide(*target)
-        if outcome is None:
-            return None
-        g.fault = outcome
-        req.environ[FAULT_KEY] = outcome.label
-        if outcome.transport:
-            req.environ[TRANSPORT_KEY] = outcome.transport
-        if outcome.latency:
-            time.sleep(outcome.latency)
-        if outcome.apply or not outcome.fails:
-            return None
-        status = outcome.status or 200
-        return answer(STATUS_BODIES.get(status, api.OK), status)
 
-    @app.after_request
-    def finish_fault(response):
-        outcome = g.get("fault")
-        if outcome is None:
-            return response
-        if outcome.apply and outcome.status:
-            # The handler ran and changed state; its answer is lost and the fault's goes out.
-            response = answer(STATUS_BODIES[outcome.status], outcome.status)
-        if outcome.malformed:
-            data = response.get_data()
-            response.set_data(data[:len(data) // 2])
-        response.headers[HEADER] = outcome.label
-        if outcome.retry_after is not None:
-            response.headers["Retry-After"] = str(outcome.retry_after)
-        return response
+def injected(outcome: Outcome) -> Response | None:
+    """After the outcome's latency: the fault's own answer, or None when the handler runs
+    (`apply`, or a fault that only slows, malforms or cuts the answer)."""
+    if outcome.latency:
+        time.sleep(outcome.latency)
+    if outcome.apply or not outcome.fails:
+        return None
+    status = outcome.status or 200
+    return answer(STATUS_BODIES.get(status, api.OK), status)
 
-    app.register_blueprint(bp)
-    app.wsgi_app = TransportFaults(app.wsgi_app)
+
+def finished(response: Response, outcome: Outcome) -> Response:
+    """The answer as the fault leaves it (before a transport fault, which the server carries
+    out): lost to the fault's status when `apply`, cut in half when `malformed`, and marked."""
+    if outcome.apply and outcome.status:
+        # The handler ran and changed state; its answer is lost and the fault's goes out.
+        response = answer(STATUS_BODIES[outcome.status], outcome.status)
+    if outcome.malformed:
+        data = response.get_data()
+        response.set_data(data[:len(data) // 2])
+    response.headers[HEADER] = outcome.label
+    if outcome.retry_after is not None:
+        response.headers["Retry-After"] = str(outcome.retry_after)
+    return response
 
 
 bp = Blueprint("faults", __name__, url_prefix="/_fakeshift")

@@ -1,9 +1,8 @@
 """The request journal: a bounded ring buffer of the requests the server answered or dropped.
 
-It sits outermost around the Flask app (a WSGI wrapper), so it also sees connections a fault
-dropped. Flask hooks only leave the account, operation and the request and response bodies in
-the WSGI environ; recording costs one clock read, a pass over the request headers, two tuples
-and a deque append under a lock. Bodies are kept as raw bytes, cut to a bound, and decoded only
+The request pipeline (fakeshift/pipeline.py) records every request last, so connections a fault
+dropped are recorded too; recording costs one clock read, a pass over the request headers, two
+tuples and a deque append under a lock. Bodies are kept as raw bytes, cut to a bound, and decoded only
 when someone reads the journal. Headers and response bodies are shown only by the HAR export
 (`GET /_fakeshift/journal.har`, har.py), which redacts credentials.
 
@@ -17,14 +16,11 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections import deque
 from datetime import datetime
 from typing import NamedTuple
 
-from flask import Blueprint, Flask, current_app, g, request
-from waitress.channel import ClientDisconnected
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, current_app, request
 
 from .clock import VirtualClock, iso, parse_iso
 from .dashboard import PATH as DASHBOARD_PATH
@@ -34,13 +30,6 @@ from .http import answer
 from .parsing import flag, only_fields
 from .patterns import PatternError, compile_glob, is_glob
 
-# Keys the Flask hooks and the fault and rate-limit modules leave in the WSGI environ.
-ACCOUNT_KEY = "fakeshift.account"
-OPERATION_KEY = "fakeshift.operation"
-BODY_KEY = "fakeshift.body"
-RESPONSE_BODY_KEY = "fakeshift.response_body"
-FAULT_KEY = "fakeshift.fault"
-VIOLATION_KEY = "fakeshift.violation"
 # Left by the server (server.FakeshiftTask): a callable, True once the client has closed its end
 # of the connection. Such a request still runs and changes state; its entry says `abandoned`.
 CLIENT_GONE_KEY = "fakeshift.client_gone"
@@ -55,12 +44,12 @@ JOURNAL_PATH = "/_fakeshift/journal"
 JOURNAL_HAR_PATH = "/_fakeshift/journal.har"
 SKIP_HEADER = "X-Fakeshift-Journal"
 _SKIP_ENVIRON = "HTTP_" + SKIP_HEADER.upper().replace("-", "_")
-_PROBE_PATHS = frozenset({"/_fakeshift/health", "/_fakeshift/ready"})
+PROBE_PATHS = frozenset({"/_fakeshift/health", "/_fakeshift/ready"})
 # Request headers may add up to --max-header-bytes (64k); the journal keeps the first this many
 # characters of them (names and values), so an entry stays a few kilobytes.
 STORED_HEADER_CHARACTERS = 4096
 # WSGI names the request headers HTTP_*, except these two.
-_CONTENT_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+CONTENT_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
 class Exchange(NamedTuple):
@@ -220,76 +209,29 @@ class Journal:
         return len(self._entries)
 
 
-class JournalMiddleware:
-    """The outermost WSGI layer: times each request and records it, dropped connections too."""
-
-    def __init__(self, app, journal: Journal):
-        self.app = app
-        self.journal = journal
-
-    def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        method = environ.get("REQUEST_METHOD", "")
-        if path in _PROBE_PATHS or (method == "GET" and path.startswith(CONTROL_PREFIX)
-                                    and _unrecorded_read(path, environ)):
-            return self.app(environ, start_response)
-        started = time.perf_counter()
-        seen_starts = []
-
-        def recording_start_response(status, headers, exc_info=None):
-            seen_starts.append((status, headers))
-            return start_response(status, headers, exc_info)
-
-        try:
-            result = self.app(environ, recording_start_response)
-        except ClientDisconnected:
-            self._record(environ, method, path, None, [], started)
-            raise
-        status, headers = seen_starts[-1] if seen_starts else (None, [])
-        client_gone = environ.get(CLIENT_GONE_KEY)
-        self._record(environ, method, path, int(status[:3]) if status else None, headers,
-                     started, client_gone is not None and client_gone())
-        return result
-
-    def _record(self, environ, method, path, status, response_headers, started,
-                abandoned: bool = False) -> None:
-        body = environ.get(BODY_KEY)
-        response_body = environ.get(RESPONSE_BODY_KEY)
-        kept_headers, dropped_headers = request_headers(environ)
-        exchange = Exchange(environ.get("SERVER_PROTOCOL", "HTTP/1.1"), kept_headers,
-                            dropped_headers, response_headers,
-                            response_body[:self.journal.body_bytes]
-                            if response_body is not None else None,
-                            len(response_body) if response_body is not None else 0)
-        self.journal.record(clip(method), clip(path), clip(environ.get("QUERY_STRING", "")),
-                            environ.get(ACCOUNT_KEY), environ.get(OPERATION_KEY),
-                            body[:self.journal.body_bytes] if body is not None else None,
-                            len(body) if body is not None else 0, status,
-                            (time.perf_counter() - started) * 1000, environ.get(FAULT_KEY),
-                            environ.get(VIOLATION_KEY), exchange, abandoned)
-
-
-def request_headers(environ) -> tuple[tuple[tuple[str, str], ...], int]:
-    """The request's headers by WSGI name, as many as fit in STORED_HEADER_CHARACTERS, and how
-    many did not fit."""
+def request_headers(headers) -> tuple[tuple[tuple[str, str], ...], int]:
+    """Of the request's headers (WSGI name, value), as many as fit in STORED_HEADER_CHARACTERS,
+    and how many did not fit."""
     kept = []
     dropped = 0
     budget = STORED_HEADER_CHARACTERS
-    for name, value in environ.items():
-        if name.startswith("HTTP_") or name in _CONTENT_HEADERS:
-            budget -= len(name) + len(value)
-            if budget < 0:
-                dropped += 1
-            else:
-                kept.append((name, value))
+    for name, value in headers:
+        budget -= len(name) + len(value)
+        if budget < 0:
+            dropped += 1
+        else:
+            kept.append((name, value))
     return tuple(kept), dropped
 
 
-def _unrecorded_read(path: str, environ) -> bool:
-    """A control-plane GET the journal leaves out (see the module's docstring). The dashboard's
+def leaves_out(method: str, path: str, environ) -> bool:
+    """A request the journal does not record (see the module's docstring). The dashboard's
     address may carry the admin token (?token=): it is never stored."""
-    return (path == JOURNAL_PATH or path == JOURNAL_HAR_PATH or path == DASHBOARD_PATH
-            or environ.get(_SKIP_ENVIRON, "").strip().lower() == "skip")
+    if path in PROBE_PATHS:
+        return True
+    return method == "GET" and path.startswith(CONTROL_PREFIX) and (
+        path == JOURNAL_PATH or path == JOURNAL_HAR_PATH or path == DASHBOARD_PATH
+        or environ.get(_SKIP_ENVIRON, "").strip().lower() == "skip")
 
 
 def clip(text: str, most: int = STORED_TEXT_CHARACTERS) -> str:
@@ -364,31 +306,3 @@ def query_from_args(args) -> JournalQuery:
                 raise InvalidField(name, f"must be a whole number >= {least}")
             values[name] = int(text)
     return JournalQuery(**values)
-
-
-def init_app(app: Flask, journal: Journal) -> None:
-    """Record every request; the Flask side only notes who called what with which body."""
-
-    @app.after_request
-    def note_request(response):
-        # One lookup through the `request` proxy rather than three: this runs on every request.
-        req = request._get_current_object()
-        environ = req.environ
-        api_key = g.get("api_key")
-        environ[ACCOUNT_KEY] = api_key.account if api_key is not None else None
-        environ[OPERATION_KEY] = req.endpoint
-        # The contract check (fakeshift/contract.py) leaves the rules a request broke here.
-        environ[VIOLATION_KEY] = g.get("contract_rules")
-        try:
-            environ[BODY_KEY] = req.get_data(cache=True)
-        except HTTPException:
-            # Too large or cut short by the client: the status already says so.
-            environ[BODY_KEY] = None
-        # A buffered body is one bytes object, which get_data returns without a copy; a
-        # streamed one would be read whole here, so it is not kept.
-        if not response.is_streamed:
-            environ[RESPONSE_BODY_KEY] = response.get_data()
-        return response
-
-    app.register_blueprint(bp)
-    app.wsgi_app = JournalMiddleware(app.wsgi_app, journal)

@@ -12,14 +12,12 @@ from __future__ import annotations
 import math
 import threading
 
-from flask import Blueprint, Flask, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 
-from . import api
 from .clock import VirtualClock
 from .errors import STATUS_BODIES, InvalidField
 from .faults import HEADER, FaultSpecError, json_spec, operation_name, parse_pairs
 from .http import answer
-from .journal import FAULT_KEY
 from .parsing import json_object, only_fields
 from .scenario import ScenarioError, check_definition, definition_validator
 
@@ -135,25 +133,18 @@ class RateLimiter:
                 del self._buckets[key]
 
 
-def init_app(app: Flask, limiter: RateLimiter) -> None:
-    """Rate limits apply to Blueshift requests after auth has named the account."""
-
-    @app.before_request
-    def limit_rate():
-        # Limits are off unless configured: then nothing else is asked of the request.
-        if not limiter.enabled or request.blueprint != api.bp.name:
-            return None
-        api_key = g.get("api_key")
-        wait = limiter.admit(api_key.account if api_key is not None else None, request.endpoint)
-        if wait is None:
-            return None
-        request.environ[FAULT_KEY] = RATE_LIMIT_LABEL
-        headers = {HEADER: RATE_LIMIT_LABEL}
-        if limiter.retry_after:
-            headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        return answer(STATUS_BODIES[429], 429, headers)
-
-    app.register_blueprint(bp)
+def refusal(limiter: RateLimiter, account: str | None, operation: str) -> Response | None:
+    """Blueshift's 429 when the request's bucket is full; None when it may pass (and is
+    counted), or when no limits are configured, which asks nothing else."""
+    if not limiter.enabled:
+        return None
+    wait = limiter.admit(account, operation)
+    if wait is None:
+        return None
+    headers = {HEADER: RATE_LIMIT_LABEL}
+    if limiter.retry_after:
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return answer(STATUS_BODIES[429], 429, headers)
 
 
 bp = Blueprint("rate_limits", __name__, url_prefix="/_fakeshift")

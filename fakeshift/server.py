@@ -27,9 +27,8 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import BadRequest, Error, find_double_newline
 
 from . import __version__, appendlog, persistence
-from .contract import VIOLATION_HEADER
 from .dashboard import TOKEN_PARAMETER
-from .journal import ACCOUNT_KEY, CLIENT_GONE_KEY, FAULT_KEY
+from .journal import CLIENT_GONE_KEY, PROBE_PATHS
 from .scenario import Scenario, ScenarioError
 
 log = logging.getLogger("fakeshift")
@@ -55,7 +54,6 @@ LOG_FLUSH_SECONDS = 0.25
 LOG_BUFFER_LINES = 10_000
 # At exit, how long the last lines may take to reach a stream nobody reads before they are lost.
 LOG_CLOSE_SECONDS = 1.0
-PROBE_PATHS = frozenset({"/_fakeshift/health", "/_fakeshift/ready"})
 
 
 # ---- log lines ---------------------------------------------------------------------------------
@@ -210,9 +208,9 @@ def configure_logging(stream=None) -> LogWriter:
 
 
 class AccessLog:
-    """One line per request, written after the response has been produced, in the format of the
-    other log lines ("<asctime> fakeshift.access <message>"), with the account, the injected
-    fault and the broken contract rules when there are any:
+    """One line per request, written by the request pipeline once the response is produced, in
+    the format of the other log lines ("<asctime> fakeshift.access <message>"), with the account,
+    the injected fault and the broken contract rules when there are any:
 
         127.0.0.1 "POST /api/v1/customers/delete" 503 1.2ms account=acme fault=f1 violation=json
 
@@ -220,44 +218,29 @@ class AccessLog:
     than through `logging`: a LogRecord built and formatted per request cost ~20 us of CPU, as
     much as the request's own domain work."""
 
-    def __init__(self, app, writer: LogWriter, log_probes: bool = False):
-        self.app = app
+    def __init__(self, writer: LogWriter, log_probes: bool = False):
         self.writer = writer
         self.log_probes = log_probes
 
-    def __call__(self, environ, start_response):
-        if not self.log_probes and environ.get("PATH_INFO") in PROBE_PATHS:
-            return self.app(environ, start_response)
-        started = time.perf_counter()
-        seen = {}
+    def logs(self, path: str) -> bool:
+        return self.log_probes or path not in PROBE_PATHS
 
-        def recording_start_response(status, headers, exc_info=None):
-            seen["status"] = status.split(" ", 1)[0]
-            for name, value in headers:
-                if name == VIOLATION_HEADER:
-                    seen["violation"] = value.replace(" ", "")
-            return start_response(status, headers, exc_info)
-
-        try:
-            return self.app(environ, recording_start_response)
-        finally:
-            took = (time.perf_counter() - started) * 1000
-            self.writer.write(self._line(environ, seen, took))
-
-    def _line(self, environ, seen: dict, took: float) -> str:
+    def write(self, environ, status: int | None, took_ms: float, account: str | None = None,
+              fault: str | None = None, violation: str | None = None,
+              abandoned: bool = False) -> None:
+        """The line for one request; `status` None: the connection was dropped unanswered."""
         query = environ.get("QUERY_STRING")
         target = f'{environ.get("PATH_INFO")}{"?" + redact_query(query) if query else ""}'
         line = (f'{self.writer.timestamp()} {ACCESS_LOGGER_NAME} {environ.get("REMOTE_ADDR", "-")} '
                 f'"{environ.get("REQUEST_METHOD")} {escape_unprintable(target, _FIELD_ESCAPES)}" '
-                f'{seen.get("status", "dropped")} {took:.1f}ms')
-        client_gone = environ.get(CLIENT_GONE_KEY)
-        fields = (("account", environ.get(ACCOUNT_KEY)), ("fault", environ.get(FAULT_KEY)),
-                  ("violation", seen.get("violation")),
-                  ("abandoned", "true" if client_gone is not None and client_gone() else None))
+                f'{"dropped" if status is None else status} {took_ms:.1f}ms')
+        fields = (("account", account), ("fault", fault),
+                  ("violation", violation and violation.replace(" ", "")),
+                  ("abandoned", "true" if abandoned else None))
         for name, value in fields:
             if value:
                 line += f" {name}={escape_unprintable(str(value), _FIELD_ESCAPES)}"
-        return line
+        self.writer.write(line)
 
 
 # ---- HTTP: what waitress refuses, how connections are handled ------------------------------
@@ -503,7 +486,10 @@ def _connection_limit_within_file_limit(wanted: int) -> int:
 def listen(app, config, connection_limit: int,
            access_log: LogWriter | None) -> FakeshiftServer:
     """Bind the listening socket and start the worker threads; ListenError if it cannot."""
-    wsgi = AccessLog(app, access_log, config.log_probes) if access_log is not None else app
+    # create_app's request pipeline, which writes the access log.
+    wsgi = app.wsgi_app
+    if access_log is not None:
+        wsgi.access_log = AccessLog(access_log, config.log_probes)
     try:
         adj = Adjustments(
             host=config.host, port=config.port, ident="fakeshift",

@@ -13,8 +13,10 @@ import time
 
 import requests
 
+from waitress.channel import ClientDisconnected
+
 from conftest import basic
-from fakeshift.journal import ACCOUNT_KEY, FAULT_KEY
+from fakeshift import create_app
 from fakeshift.server import AccessLog, LogWriter, configure_logging
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
@@ -23,15 +25,18 @@ LINE = re.compile(rf'^{STAMP} fakeshift\.access '
                   r'\d+\.\dms(?P<fields>( [a-z]+=\S+)*)$')
 
 
-def _app(environ, start_response):
-    start_response(environ["PATH_INFO"].rsplit("/", 1)[-1] + " Whatever", [])
-    return [b"{}"]
-
-
-def _call(app, method: str, path: str, query: str = "", **environ) -> bytes:
+def _write(access_log: AccessLog, method: str, path: str, query: str = "", status: int = 200,
+           **fields) -> None:
     environ = {"REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": method, "PATH_INFO": path,
-               "QUERY_STRING": query, **environ}
-    return b"".join(app(environ, lambda status, headers, exc_info=None: None))
+               "QUERY_STRING": query}
+    access_log.write(environ, status, 1.2, **fields)
+
+
+def _logged_app(writer: LogWriter, log_probes: bool = False, **config):
+    """A test client of an app whose request pipeline writes its access log to `writer`."""
+    app = create_app(config)
+    app.wsgi_app.access_log = AccessLog(writer, log_probes)
+    return app.test_client()
 
 
 def _lines(writer: LogWriter) -> list[str]:
@@ -41,30 +46,33 @@ def _lines(writer: LogWriter) -> list[str]:
 
 def test_one_line_per_request_with_status_and_query():
     writer = LogWriter(io.StringIO())
-    logged = AccessLog(_app, writer)
-    assert _call(logged, "POST", "/api/v1/customers/delete/404", "a=1&b=2") == b"{}"
-    _call(logged, "GET", "/_fakeshift/ready/200")
+    client = _logged_app(writer)
+    client.environ_base["REMOTE_ADDR"] = "10.0.0.7"
+    assert client.post("/api/v1/customers/delete/404?a=1&b=2").status_code == 404
+    assert client.get("/_fakeshift/accounts").status_code == 200
     lines = _lines(writer)
     assert len(lines) == 2
     first, second = (LINE.match(line) for line in lines)
     assert first and second, lines
     assert first.group("addr", "method", "target", "status") == (
         "10.0.0.7", "POST", "/api/v1/customers/delete/404?a=1&b=2", "404")
-    assert second.group("target", "status") == ("/_fakeshift/ready/200", "200")
+    assert second.group("target", "status") == ("/_fakeshift/accounts", "200")
 
 
 def test_a_request_that_never_answered_is_logged_as_dropped():
-    def dropping(environ, start_response):
-        raise ConnectionResetError("client went away")
-
     writer = LogWriter(io.StringIO())
+    client = _logged_app(writer)
     try:
-        _call(AccessLog(dropping, writer), "POST", "/api/v1/customers/forget")
-    except ConnectionResetError:
+        client.post("/api/v1/customers/forget", json={"email": "a@example.com"},
+                    headers={**basic("acme"), "X-Fakeshift-Fault": "drop"})
+    except ClientDisconnected:
         pass
+    else:
+        raise AssertionError("the fault did not drop the connection")
     (line,) = _lines(writer)
     match = LINE.match(line)
     assert match and match.group("status") == "dropped"
+    assert match.group("fields") == " account=acme fault=header"
 
 
 class _YieldingStream(io.StringIO):
@@ -80,14 +88,14 @@ class _YieldingStream(io.StringIO):
 
 def test_threads_writing_at_once_never_interleave_lines():
     writer = LogWriter(_YieldingStream(), flush_interval=0.01)
-    logged = AccessLog(_app, writer)
+    logged = AccessLog(writer)
     per_thread, thread_count = 300, 8
     start = threading.Barrier(thread_count)
 
     def hammer(number: int):
         start.wait()
         for i in range(per_thread):
-            _call(logged, "PUT", f"/t{number}/r{i}/200")
+            _write(logged, "PUT", f"/t{number}/r{i}")
 
     threads = [threading.Thread(target=hammer, args=(n,)) for n in range(thread_count)]
     for thread in threads:
@@ -115,8 +123,8 @@ class _FlushRecorder(io.StringIO):
 
 def test_lines_are_flushed_soon_without_further_traffic():
     stream = _FlushRecorder()
-    logged = AccessLog(_app, LogWriter(stream, flush_interval=0.05))
-    _call(logged, "POST", "/api/v1/customers/forget/200")
+    logged = AccessLog(LogWriter(stream, flush_interval=0.05))
+    _write(logged, "POST", "/api/v1/customers/forget/200")
     deadline = time.monotonic() + 5
     while not stream.flushed_text and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -138,17 +146,12 @@ def test_serve_writes_the_access_log_by_default(start_server):
     assert ("POST", "/api/v1/customers/unforget", "200") in logged
 
 
-def _violating(environ, start_response):
-    start_response("400 BAD REQUEST", [("Content-Type", "application/json"),
-                                       ("X-Fakeshift-Violation", "required, json")])
-    return [b"{}"]
-
-
 def test_a_line_names_the_account_the_fault_and_the_violation():
     writer = LogWriter(io.StringIO())
-    logged = AccessLog(_violating, writer)
-    _call(logged, "POST", "/api/v1/customers", **{ACCOUNT_KEY: "acme", FAULT_KEY: "flaky"})
-    _call(AccessLog(_app, writer), "GET", "/api/v1/customers/200", **{ACCOUNT_KEY: None})
+    logged = AccessLog(writer)
+    _write(logged, "POST", "/api/v1/customers", status=400, account="acme", fault="flaky",
+           violation="required, json")
+    _write(logged, "GET", "/api/v1/customers", account=None)
     first, second = (LINE.match(line) for line in _lines(writer))
     assert first.group("fields") == " account=acme fault=flaky violation=required,json"
     assert second.group("fields") == ""
@@ -167,15 +170,11 @@ def test_a_real_server_names_the_account_the_fault_and_the_violation(start_serve
 
 
 def test_health_and_readiness_probes_are_logged_only_when_asked():
-    def ok(environ, start_response):
-        start_response("200 OK", [])
-        return [b"{}"]
-
     quiet, verbose = LogWriter(io.StringIO()), LogWriter(io.StringIO())
     for writer, log_probes in ((quiet, False), (verbose, True)):
-        logged = AccessLog(ok, writer, log_probes)
+        client = _logged_app(writer, log_probes)
         for path in ("/_fakeshift/health", "/_fakeshift/ready", "/_fakeshift/accounts"):
-            _call(logged, "GET", path)
+            assert client.get(path).status_code == 200
     assert [LINE.match(line).group("target") for line in _lines(quiet)] == ["/_fakeshift/accounts"]
     assert len(_lines(verbose)) == 3
 
@@ -194,10 +193,10 @@ FORGED = "2031-01-01 00:00:00,000 fakeshift.access 10.0.0.1 \"POST /api/v1/custo
 
 def test_control_characters_and_quotes_in_a_path_are_escaped():
     writer = LogWriter(io.StringIO())
-    logged = AccessLog(_app, writer)
-    _call(logged, "GET", f"/api/v1/x\n{FORGED}/404", "q=\x1b[31mred")
-    _call(logged, "GET", '/api/v1/a" 200 1.0ms\\x0a/404')
-    _call(logged, "GET", "/api/v1/\u2028\x85\r/404")
+    logged = AccessLog(writer)
+    _write(logged, "GET", f"/api/v1/x\n{FORGED}/404", "q=\x1b[31mred")
+    _write(logged, "GET", '/api/v1/a" 200 1.0ms\\x0a/404')
+    _write(logged, "GET", "/api/v1/\u2028\x85\r/404")
     first, second, third = _lines(writer)
     assert LINE.match(first).group("target") == (
         "/api/v1/x\\x0a" + FORGED.replace(" ", "\\x20").replace('"', "\\x22")
@@ -257,10 +256,10 @@ class _StuckStream(io.StringIO):
 def test_a_stream_nobody_reads_never_blocks_a_request_and_drops_are_counted():
     stream = _StuckStream()
     writer = LogWriter(stream, capacity=100, flush_interval=0.01)
-    logged = AccessLog(_app, writer)
+    logged = AccessLog(writer)
     started = time.monotonic()
     for i in range(1000):
-        _call(logged, "POST", f"/api/v1/customers/{i}/200")
+        _write(logged, "POST", f"/api/v1/customers/{i}")
     assert time.monotonic() - started < 2  # about 10 ms; blocked, this would be 30 s
     # One batch went to the stuck write; at most `capacity` lines wait; the rest are dropped.
     assert 1000 - 2 * 100 <= writer.dropped <= 1000 - 100, writer.dropped

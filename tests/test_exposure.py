@@ -121,7 +121,8 @@ def test_token_values_are_redacted_from_logged_queries(query, logged):
 def test_the_dashboard_token_never_reaches_the_access_log():
     writer = LogWriter(io.StringIO())
     app = create_app({"admin_token": TOKEN})
-    logged = AccessLog(app.wsgi_app, writer)
+    logged = app.wsgi_app
+    logged.access_log = AccessLog(writer)
     environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/_fakeshift/ui",
                "QUERY_STRING": f"token={TOKEN}", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
                "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b"")}

@@ -17,9 +17,9 @@ from waitress.channel import ClientDisconnected
 
 from fakeshift import create_app, journal_command
 from fakeshift.clock import VirtualClock
-from fakeshift.journal import STORED_HEADER_CHARACTERS, Journal, JournalMiddleware
+from fakeshift.journal import STORED_HEADER_CHARACTERS, Journal
 
-from conftest import Blueshift, basic, wsgi_call_microseconds
+from conftest import Blueshift, basic, recording_microseconds
 
 SEARCH = "/api/v1/customers?email=someone@example.com"
 
@@ -319,27 +319,21 @@ def test_request_headers_are_kept_within_their_budget(client, api):
 
 
 def test_keeping_headers_and_the_response_costs_microseconds():
-    """The WSGI layer with what a real client sends (eight headers) and a response body: what
+    """The record step with what a real client sends (eight headers) and a response body: what
     the HAR's recording adds to every request (compare test_journal.py's trivial request)."""
-    def answering(environ, start_response):
-        environ["fakeshift.response_body"] = b'{"status":"ok"}'
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", "15")])
-        return [b'{"status":"ok"}']
-
-    recorded = Journal(VirtualClock(), capacity=10_000)
-    layer = JournalMiddleware(answering, recorded)
+    app = create_app({"journal_size": 10_000})
     environ = {"PATH_INFO": "/api/v1/customers/delete", "REQUEST_METHOD": "POST",
                "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "127.0.0.1",
                "SERVER_PORT": "8080", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
                "HTTP_HOST": "127.0.0.1:8080", "HTTP_USER_AGENT": "python-requests/2.32.3",
                "HTTP_ACCEPT": "*/*", "HTTP_ACCEPT_ENCODING": "gzip, deflate",
                "HTTP_CONNECTION": "keep-alive", "HTTP_AUTHORIZATION": "Basic YWNjdDo=",
-               "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "32",
-               "fakeshift.account": "acct", "fakeshift.body": b'{"email": "a@example.com"}'}
-    added = wsgi_call_microseconds(layer, environ) - wsgi_call_microseconds(answering, environ)
-    print(f"journal WSGI layer with headers and response: {added:.2f} us per request")
-    assert len(recorded) == 10_000
+               "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "32"}
+    added = recording_microseconds(
+        app, environ, body=b'{"email": "a@example.com"}', response_body=b'{"status":"ok"}',
+        response_headers=[("Content-Type", "application/json"), ("Content-Length", "15")])
+    print(f"journal record step with headers and response: {added:.2f} us per request")
+    assert len(app.extensions["fakeshift"].journal) == 10_000
     assert added < 100
 
 

@@ -11,9 +11,9 @@ from waitress.channel import ClientDisconnected
 
 from fakeshift import create_app
 from fakeshift.clock import VirtualClock
-from fakeshift.journal import Journal, JournalMiddleware, JournalQuery
+from fakeshift.journal import Journal, JournalQuery
 
-from conftest import Blueshift, wsgi_call_microseconds
+from conftest import Blueshift, recording_microseconds
 
 SEARCH = "/api/v1/customers?email=someone@example.com"
 
@@ -185,18 +185,13 @@ def test_recording_costs_microseconds():
     assert per_request_us < 100
 
 
-def test_the_wsgi_layer_costs_microseconds():
-    """The middleware around a trivial app: what the journal adds to every request (the Flask
-    hook only stores three references in the environ)."""
-    def trivial(environ, start_response):
-        start_response("200 OK", [("Content-Length", "0")])
-        return [b""]
-
-    recorded = Journal(VirtualClock(), capacity=10_000)
-    layer = JournalMiddleware(trivial, recorded)
+def test_recording_a_request_costs_microseconds():
+    """The pipeline's record step for a trivial request: what the journal adds to every
+    request."""
+    app = create_app({"journal_size": 10_000})
     environ = {"PATH_INFO": "/api/v1/customers/delete", "REQUEST_METHOD": "POST",
-               "QUERY_STRING": "", "fakeshift.account": "acct", "fakeshift.body": b"{}"}
-    added = wsgi_call_microseconds(layer, environ) - wsgi_call_microseconds(trivial, environ)
-    print(f"journal WSGI layer: {added:.2f} us per request")
-    assert len(recorded) == 10_000
+               "QUERY_STRING": ""}
+    added = recording_microseconds(app, environ, body=b"{}")
+    print(f"journal record step: {added:.2f} us per request")
+    assert len(app.extensions["fakeshift"].journal) == 10_000
     assert added < 100
